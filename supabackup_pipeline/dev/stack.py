@@ -37,10 +37,32 @@ def service_role_key(jwt_secret: str) -> str:
     return jwt.encode(claims, jwt_secret, algorithm="HS256")
 
 
-def install_supabase_schema(superuser_url: str) -> None:
-    sql = resources.files("supabackup_pipeline.dev").joinpath("supabase_schema.sql").read_text()
+def _sql(name: str) -> str:
+    return resources.files("supabackup_pipeline.dev").joinpath(name).read_text()
+
+
+def install_supabase_roles(superuser_url: str) -> None:
     with psycopg.connect(superuser_url, autocommit=True) as conn:
-        conn.execute(sql)
+        conn.execute(_sql("supabase_roles.sql"))
+        conn.execute("ALTER DATABASE postgres OWNER TO postgres")
+
+
+def install_supabase_schema(superuser_url: str) -> None:
+    with psycopg.connect(superuser_url, autocommit=True) as conn:
+        conn.execute(_sql("supabase_schema.sql"))
+
+
+def create_project_database(superuser_url: str, name: str) -> str:
+    """A further, empty Supabase-like database in the same cluster; returns its `postgres` URL.
+
+    Tests use one per module so that "back up every table of public" sees only their tables.
+    """
+    if not name.isidentifier():
+        raise ValueError(f"database name {name!r} must be a plain identifier")
+    with psycopg.connect(superuser_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} OWNER postgres")
+    install_supabase_schema(superuser_url.rsplit("/", 1)[0] + "/" + name)
+    return superuser_url.rsplit("/", 1)[0].replace("supabase_admin:supabase_admin", "postgres:postgres") + "/" + name
 
 
 @dataclass
@@ -94,6 +116,7 @@ def create_database(root: Path) -> StackInfo:
     # that runs the server cannot reach into root's home.
     cluster = PostgresCluster.create()
     cluster.start()
+    install_supabase_roles(cluster.url())
     install_supabase_schema(cluster.url())
     info = StackInfo(root=str(root), pg_root=str(cluster.root), pg_port=cluster.port, storage_port=free_port(), jwt_secret=secrets.token_urlsafe(32))
     info.storage_data_dir.mkdir(parents=True, exist_ok=True)

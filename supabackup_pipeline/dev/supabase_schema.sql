@@ -1,21 +1,7 @@
 -- What a fresh hosted Supabase database has that matters to backups, for the local stack.
--- Run once as the bootstrap superuser (supabase_admin). As on hosted Supabase, the role users
--- connect as (`postgres`) is NOT a superuser: it owns `public` and has grants on auth/storage.
+-- Run in each new database as the bootstrap superuser, after supabase_roles.sql: `postgres`
+-- owns `public` and has grants on auth and storage, as on a hosted project.
 
-CREATE ROLE anon NOLOGIN NOINHERIT;
-CREATE ROLE authenticated NOLOGIN NOINHERIT;
-CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS;
-CREATE ROLE authenticator LOGIN NOINHERIT PASSWORD 'authenticator';
-GRANT anon, authenticated, service_role TO authenticator;
-CREATE ROLE supabase_auth_admin LOGIN NOINHERIT CREATEROLE PASSWORD 'supabase_auth_admin';
-CREATE ROLE supabase_storage_admin LOGIN NOINHERIT CREATEROLE PASSWORD 'supabase_storage_admin';
-CREATE ROLE postgres LOGIN CREATEROLE CREATEDB REPLICATION BYPASSRLS PASSWORD 'postgres';
-GRANT anon, authenticated, service_role TO postgres WITH ADMIN OPTION;
--- Supabase's restore instructions set session_replication_role; hosted projects allow it.
-GRANT SET ON PARAMETER session_replication_role TO postgres;
-GRANT pg_read_all_settings TO postgres;
-
-ALTER DATABASE postgres OWNER TO postgres;
 ALTER SCHEMA public OWNER TO postgres;
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public
