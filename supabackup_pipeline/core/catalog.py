@@ -1,0 +1,203 @@
+"""What the database says about its tables: the list to back up and each table's full description.
+
+Everything here is read inside the backup's snapshot transaction, so the description matches the
+rows exactly. Catalog functions (`pg_get_constraintdef`, `pg_get_indexdef`, ...) give the DDL in
+the server's own words, which a restore can execute as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+
+from supabackup_pipeline.core.pg_types import Column, quote_ident
+
+
+@dataclass(frozen=True)
+class TableRef:
+    schema: str
+    name: str
+
+    @property
+    def qualified(self) -> str:
+        """schema.table as users write it (and as files are named)."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def sql(self) -> str:
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+
+@dataclass
+class TableDescription:
+    ref: TableRef
+    columns: list[Column]
+    ddl: str
+    constraints: list[dict] = field(default_factory=list)
+    indexes: list[dict] = field(default_factory=list)
+    policies: list[dict] = field(default_factory=list)
+    triggers: list[dict] = field(default_factory=list)
+    rls_enabled: bool = False
+    rls_forced: bool = False
+    unlogged: bool = False
+    partition_of: str | None = None
+    comment: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "schema": self.ref.schema,
+            "table": self.ref.name,
+            "columns": [
+                {
+                    "name": c.name, "type": c.pg_type, "base_type": c.base_type, "element_type": c.element_type,
+                    "not_null": c.not_null, "default": c.default,
+                    "identity": {"a": "always", "d": "by default"}.get(c.identity),
+                    "generated": "stored" if c.generated == "s" else None,
+                }
+                for c in self.columns
+            ],
+            "constraints": self.constraints,
+            "indexes": self.indexes,
+            "policies": self.policies,
+            "triggers": self.triggers,
+            "rls_enabled": self.rls_enabled,
+            "rls_forced": self.rls_forced,
+            "unlogged": self.unlogged,
+            "partition_of": self.partition_of,
+            "comment": self.comment,
+            "ddl": self.ddl,
+        }
+
+
+def list_tables(conn: psycopg.Connection, schemas: list[str]) -> list[TableRef]:
+    """Ordinary tables (and leaf partitions, which hold the rows) of the given schemas, sorted."""
+    rows = conn.execute(
+        """
+        SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND n.nspname = ANY(%s) AND c.relpersistence <> 't'
+        ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"
+        """,
+        (schemas,),
+    ).fetchall()
+    return [TableRef(schema, name) for schema, name in rows]
+
+
+def table_exists(conn: psycopg.Connection, ref: TableRef) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (ref.sql,)).fetchone()[0]
+
+
+_COLUMNS_SQL = """
+WITH RECURSIVE cols AS (
+    SELECT a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull, a.attidentity, a.attgenerated,
+           pg_get_expr(d.adbin, d.adrelid) AS default_expr
+    FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attrelid = %(oid)s AND a.attnum > 0 AND NOT a.attisdropped
+)
+SELECT c.attname, format_type(c.atttypid, c.atttypmod),
+       base.typname, elem_base.typname,
+       c.attnotnull, c.default_expr, c.attidentity, c.attgenerated
+FROM cols c
+JOIN pg_type t ON t.oid = c.atttypid
+-- resolve domains to the type they are built on (a domain over int4 is stored as int4)
+JOIN pg_type base ON base.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+LEFT JOIN pg_type elem ON elem.oid = base.typelem AND base.typcategory = 'A'
+LEFT JOIN pg_type elem_base ON elem_base.oid = CASE WHEN elem.typtype = 'd' THEN elem.typbasetype ELSE elem.oid END
+ORDER BY c.attnum
+"""
+
+
+def describe_table(conn: psycopg.Connection, ref: TableRef) -> TableDescription:
+    oid, relrowsecurity, relforcerowsecurity, relpersistence, comment = conn.execute(
+        "SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence, obj_description(c.oid, 'pg_class')"
+        " FROM pg_class c WHERE c.oid = %s::regclass",
+        (ref.sql,),
+    ).fetchone()
+    columns = [
+        Column(name=r[0], pg_type=r[1], base_type=r[2], element_type=r[3], not_null=r[4], default=r[5],
+               identity=r[6] or "", generated=r[7] or "")
+        for r in conn.execute(_COLUMNS_SQL, {"oid": oid}).fetchall()
+    ]
+    constraints = [
+        {"name": n, "type": t, "definition": d}
+        for n, t, d in conn.execute(
+            "SELECT conname, contype, pg_get_constraintdef(oid, true) FROM pg_constraint"
+            " WHERE conrelid = %s AND contype <> 'n' ORDER BY contype <> 'p', conname COLLATE \"C\"",
+            (oid,),
+        )
+    ]
+    indexes = [
+        {"name": n, "definition": d}
+        for n, d in conn.execute(
+            "SELECT ic.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid"
+            " WHERE i.indrelid = %s AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)"
+            " ORDER BY ic.relname COLLATE \"C\"",
+            (oid,),
+        )
+    ]
+    policies = [
+        {"name": r[0], "command": r[1], "permissive": r[2], "roles": r[3], "using": r[4], "with_check": r[5]}
+        for r in conn.execute(
+            "SELECT policyname, cmd, permissive, roles::text[], qual, with_check FROM pg_policies"
+            " WHERE schemaname = %s AND tablename = %s ORDER BY policyname COLLATE \"C\"",
+            (ref.schema, ref.name),
+        )
+    ]
+    triggers = [
+        {"name": n, "definition": d, "enabled": e}
+        for n, d, e in conn.execute(
+            "SELECT tgname, pg_get_triggerdef(oid, true), tgenabled::text FROM pg_trigger"
+            " WHERE tgrelid = %s AND NOT tgisinternal ORDER BY tgname COLLATE \"C\"",
+            (oid,),
+        )
+    ]
+    parent = conn.execute(
+        "SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = %s", (oid,)
+    ).fetchone()
+    description = TableDescription(
+        ref=ref, columns=columns, ddl="", constraints=constraints, indexes=indexes, policies=policies,
+        triggers=triggers, rls_enabled=relrowsecurity, rls_forced=relforcerowsecurity,
+        unlogged=relpersistence == "u", partition_of=parent[0] if parent else None, comment=comment,
+    )
+    description.ddl = table_ddl(description)
+    return description
+
+
+def table_ddl(t: TableDescription) -> str:
+    """CREATE TABLE (+ indexes, RLS, policies, triggers) recreating this table as it was.
+
+    Foreign keys are included; a restore that recreates several tables creates them first and
+    adds foreign keys after (the sidecar lists each constraint separately for that).
+    """
+    lines = []
+    for c in t.columns:
+        line = f"    {quote_ident(c.name)} {c.pg_type}"
+        if c.generated == "s":
+            line += f" GENERATED ALWAYS AS ({c.default}) STORED"
+        elif c.identity:
+            line += f" GENERATED {'ALWAYS' if c.identity == 'a' else 'BY DEFAULT'} AS IDENTITY"
+        elif c.default is not None:
+            line += f" DEFAULT {c.default}"
+        if c.not_null:
+            line += " NOT NULL"
+        lines.append(line)
+    lines += [f"    CONSTRAINT {quote_ident(k['name'])} {k['definition']}" for k in t.constraints]
+    unlogged = "UNLOGGED " if t.unlogged else ""
+    statements = [f"CREATE {unlogged}TABLE {t.ref.sql} (\n" + ",\n".join(lines) + "\n);"]
+    statements += [i["definition"] + ";" for i in t.indexes]
+    if t.rls_enabled:
+        statements.append(f"ALTER TABLE {t.ref.sql} ENABLE ROW LEVEL SECURITY;")
+    if t.rls_forced:
+        statements.append(f"ALTER TABLE {t.ref.sql} FORCE ROW LEVEL SECURITY;")
+    for p in t.policies:
+        statement = (
+            f"CREATE POLICY {quote_ident(p['name'])} ON {t.ref.sql} AS {p['permissive']} FOR {p['command']}"
+            f" TO {', '.join(quote_ident(r) if r != 'public' else 'public' for r in p['roles'])}"
+        )
+        if p["using"]:
+            statement += f" USING ({p['using']})"
+        if p["with_check"]:
+            statement += f" WITH CHECK ({p['with_check']})"
+        statements.append(statement + ";")
+    statements += [tr["definition"] + ";" for tr in t.triggers]
+    return "\n".join(statements)

