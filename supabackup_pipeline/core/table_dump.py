@@ -68,6 +68,13 @@ class _CopyReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def at_end(self) -> bool:
+        """True when the stream has no (more) data; pyarrow refuses to open an empty CSV."""
+        if not self._pending:
+            chunk = self._copy.read()
+            self._pending = memoryview(chunk) if chunk else memoryview(b"")
+        return not self._pending
+
     def readinto(self, buffer) -> int:
         while not self._pending:
             chunk = self._copy.read()
@@ -135,8 +142,11 @@ def _write_parquet(
             else:
                 query = f"COPY (SELECT {', '.join(exprs)} FROM ONLY {description.ref.sql}) TO STDOUT (FORMAT csv)"
                 with conn.cursor().copy(query) as copy:
+                    stream = _CopyReader(copy)
+                    if stream.at_end():  # an empty table
+                        return 0, *_finish(writer, sink)
                     reader = pacsv.open_csv(
-                        _CopyReader(copy),
+                        stream,
                         read_options=pacsv.ReadOptions(column_names=[n for n, _ in csv_fields], block_size=CSV_BLOCK_SIZE),
                         parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
                         convert_options=pacsv.ConvertOptions(
@@ -152,6 +162,13 @@ def _write_parquet(
                         writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema), row_group_size=PARQUET_ROW_GROUP)
                         rows += batch.num_rows
         finally:
-            writer.close()
-            sink.close()
-    return rows, sink.size, sink.hexdigest()
+            size, digest = _finish(writer, sink)
+    return rows, size, digest
+
+
+def _finish(writer: pq.ParquetWriter, sink: HashingWriter) -> tuple[int, str]:
+    """Close the Parquet file (once) and return its size and SHA-256."""
+    if writer.is_open:
+        writer.close()
+    sink.close()
+    return sink.size, sink.hexdigest()

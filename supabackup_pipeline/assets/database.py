@@ -1,0 +1,134 @@
+"""Table dumps and the users export: one multi-asset, so that all of them share ONE snapshot.
+
+Dagster runs each step in its own process, and an exported snapshot lives only as long as the
+transaction that exported it. So every table (and the users export) is an output of a single
+step that holds the snapshot and dumps with parallel worker connections inside it.
+"""
+
+
+import dagster as dg
+
+from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, USERS_KEY, live_table_key, table_key
+from supabackup_pipeline.core.backup_id import validate_backup_id
+from supabackup_pipeline.core.catalog import TableRef
+from supabackup_pipeline.core.database_backup import backup_database
+from supabackup_pipeline.core.discovery_cache import update_catalog
+from supabackup_pipeline.core.table_dump import TableDump
+from supabackup_pipeline.partitions import backup_partitions
+from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase
+
+
+def live_table_specs(tables: list[TableRef]) -> list[dg.AssetSpec]:
+    """The live project's tables, as external assets: lineage reads live table → backup."""
+    return [
+        dg.AssetSpec(
+            live_table_key(t.schema, t.name), group_name="live_project", kinds={"supabase", "postgres"},
+            description=f"The live table {t.qualified} in the project's database (not materialized by us).",
+        )
+        for t in tables
+    ]
+
+
+def _dump_metadata(dump: TableDump, backup_id: str) -> dict:
+    return {
+        "backup_id": backup_id,
+        "table": dump.ref.qualified,
+        "rows": dg.MetadataValue.int(dump.rows),
+        "bytes": dg.MetadataValue.int(dump.parquet_bytes + dump.sidecar_bytes),
+        "sha256": dump.parquet_sha256,
+        "duration_s": dg.MetadataValue.float(round(dump.seconds, 3)),
+        "rows_per_s": dg.MetadataValue.float(round(dump.rows_per_second, 1)),
+        "file": dump.parquet_file,
+    }
+
+
+def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
+    table_specs = [
+        dg.AssetSpec(
+            table_key(t.schema, t.name), deps=[live_table_key(t.schema, t.name)], group_name="tables",
+            kinds={"postgres", "parquet"}, skippable=True, metadata={"table": t.qualified},
+            description=f"Backup of {t.qualified}: rows as Parquet plus a JSON sidecar (types, DDL, checksums).",
+        )
+        for t in tables
+    ]
+    specs = [
+        dg.AssetSpec(
+            DATABASE_SCHEMA_KEY, group_name="tables", kinds={"postgres", "sql"},
+            description="The snapshot every table and user is read from, the schema DDL (pg_dump --schema-only) and"
+            " sequence values. Selecting it makes the run dump every table that exists at run time.",
+        ),
+        *table_specs,
+        dg.AssetSpec(
+            USERS_KEY, group_name="auth", kinds={"supabase", "parquet"},
+            description="auth.users, auth.identities, auth.mfa_factors (and webauthn_credentials), password hashes"
+            " included; never sessions or refresh tokens.",
+        ),
+    ]
+    by_key = {spec.key: t for spec, t in zip(table_specs, tables)}
+
+    @dg.multi_asset(
+        name="database_dump", specs=specs, partitions_def=backup_partitions, can_subset=True,
+        description="Dump tables and users from one consistent database snapshot.",
+    )
+    def database_dump(context: dg.AssetExecutionContext, database: SupabaseDatabase, backups: BackupStorage):
+        backup_id = validate_backup_id(context.partition_key)
+        store = backups.store()
+        staging = store.start(backup_id)
+        selected = context.selected_asset_keys
+        complete = DATABASE_SCHEMA_KEY in selected
+        wanted = None if complete else {by_key[k] for k in selected if k in by_key}
+        result = backup_database(
+            database.database_url(), staging, database.schema_list(), tables=wanted,
+            include_users=USERS_KEY in selected, log=context.log.info,
+        )
+        files = {path: f for path, f in result.files.items() if path.startswith("database/")}
+        store.write_part(backup_id, "database", {
+            "files": files, "snapshot": result.snapshot.to_json(),
+            "source": {"database": result.snapshot.database, "system_identifier": result.snapshot.system_identifier,
+                       "server_version": result.snapshot.server_version},
+            "complete": complete, "schemas": database.schema_list(),
+            "tables": [{"table": d.ref.qualified, "schema": d.ref.schema, "name": d.ref.name, "rows": d.rows,
+                        "parquet": f"database/{d.parquet_file}", "sidecar": f"database/{d.sidecar_file}",
+                        "sha256": d.parquet_sha256} for d in result.tables],
+            "warnings": result.warnings, "seconds": result.seconds,
+        })
+        if result.users:
+            store.write_part(backup_id, "users", {
+                "files": {path: f for path, f in result.files.items() if path.startswith("users/")},
+                "tables": [{"table": d.ref.qualified, "rows": d.rows, "parquet": f"users/{d.parquet_file}",
+                            "sidecar": f"users/{d.sidecar_file}", "sha256": d.parquet_sha256} for d in result.users],
+            })
+        if complete:
+            update_catalog(store.state_dir, tables=[[d.ref.schema, d.ref.name] for d in result.tables])
+
+        without_asset = sorted(d.ref.qualified for d in result.tables if table_key(d.ref.schema, d.ref.name) not in selected)
+        gone = sorted(by_key[k].qualified for k in selected if k in by_key and
+                      by_key[k] not in {d.ref for d in result.tables})
+        if without_asset:
+            context.log.info(f"tables new since the code location loaded (backed up; reload for their assets): {without_asset}")
+        if gone:
+            context.log.warning(f"tables no longer in the database (nothing to back up): {gone}")
+        if complete:
+            yield dg.MaterializeResult(asset_key=DATABASE_SCHEMA_KEY, metadata={
+                "backup_id": backup_id,
+                "snapshot": result.snapshot.snapshot_id,
+                "wal_lsn": result.snapshot.wal_lsn or "",
+                "tables": dg.MetadataValue.int(len(result.tables)),
+                "tables_without_asset": dg.MetadataValue.json(without_asset),
+                "warnings": dg.MetadataValue.json(result.warnings),
+                "duration_s": dg.MetadataValue.float(round(result.seconds, 3)),
+            })
+        for dump in result.tables:
+            key = table_key(dump.ref.schema, dump.ref.name)
+            if key in selected:
+                yield dg.MaterializeResult(asset_key=key, metadata=_dump_metadata(dump, backup_id))
+        if USERS_KEY in selected:
+            counts = {d.ref.qualified: d.rows for d in result.users}
+            yield dg.MaterializeResult(asset_key=USERS_KEY, metadata={
+                "backup_id": backup_id,
+                "users": dg.MetadataValue.int(counts.get("auth.users", 0)),
+                "rows": dg.MetadataValue.json(counts),
+                "bytes": dg.MetadataValue.int(sum(d.parquet_bytes + d.sidecar_bytes for d in result.users)),
+            })
+
+    return database_dump

@@ -1,0 +1,171 @@
+"""`supabackup`: the command line. Every operation runs the project's Dagster jobs in-process
+against the instance at DAGSTER_HOME, so every CLI run shows in the UI's run history too.
+
+Exit codes: 0 success, 1 the operation failed, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from supabackup_pipeline.core.errors import SupabackupError
+
+DEFAULT_DAGSTER_HOME = Path.home() / ".supabackup" / "dagster_home"
+COMPONENTS = ("database", "users", "storage")
+
+
+def ensure_dagster_home() -> Path:
+    """DAGSTER_HOME, or a persistent default (~/.supabackup/dagster_home) so runs are kept."""
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch(exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def parse_components(text: str) -> list[str]:
+    chosen = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = sorted(set(chosen) - set(COMPONENTS))
+    if unknown or not chosen:
+        raise SupabackupError(f"unknown component(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(COMPONENTS)}")
+    return chosen
+
+
+# ------------------------------------------------------------------ commands
+def cmd_stack(args) -> int:
+    from supabackup_pipeline.dev import stack
+
+    if args.action == "up":
+        info = stack.up()
+        print(stack.shell_exports(info.env()))
+        print(f"# local stack running: database on port {info.pg_port}, Storage API at {info.supabase_url}", file=sys.stderr)
+    elif args.action == "down":
+        print("stopped" if stack.down() else "no local stack was running", file=sys.stderr)
+    else:
+        info = stack.load_running()
+        if info is None:
+            raise SupabackupError("no local stack is running: start it with `supabackup stack up`")
+        print(stack.shell_exports(info.env()))
+    return 0
+
+
+def cmd_dev(args) -> int:
+    from supabackup_pipeline.dev import stack
+
+    info = stack.up()
+    env = {**os.environ, **info.env()}
+    env.setdefault("BACKUP_PATH", str(Path("backups").resolve()))
+    env["DAGSTER_HOME"] = str(ensure_dagster_home())
+    print(f"local stack up (Storage API {info.supabase_url}); starting dagster dev", file=sys.stderr)
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    cmd = [sys.executable, "-m", "dagster", "dev", "-p", str(args.port)]
+    if workspace.exists():
+        cmd += ["-w", str(workspace)]
+    else:
+        cmd += ["-m", "supabackup_pipeline.definitions"]
+    os.execvpe(cmd[0], cmd, env)
+
+
+def cmd_backup(args) -> int:
+    from supabackup_pipeline.operations import run_backup
+
+    result = run_backup(description=args.description, components=parse_components(args.components))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"backup_id: {result['backup_id']}\nstatus: {result['status']}\ntotal_size: {result['total_size']} bytes")
+        if result.get("error"):
+            print(f"error: {result['error']}", file=sys.stderr)
+    return 0 if result["status"] != "failed" else 1
+
+
+def cmd_list(args) -> int:
+    from supabackup_pipeline.operations import list_backups
+
+    backups = list_backups()
+    if args.json:
+        print(json.dumps(backups, indent=2))
+    elif not backups:
+        print("no backups yet")
+    else:
+        print(f"{'BACKUP ID':<22} {'STATUS':<10} {'SIZE':>14}  {'COMPONENTS':<24} DESCRIPTION")
+        for b in backups:
+            print(f"{b['backup_id']:<22} {b['status']:<10} {b['total_size']:>14}  {','.join(b['components']):<24} {b['description']}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from supabackup_pipeline.operations import show_backup
+
+    details = show_backup(args.backup_id)
+    if args.json:
+        print(json.dumps(details, indent=2))
+    else:
+        for key in ("backup_id", "status", "created_at", "description", "total_size", "components"):
+            print(f"{key}: {details[key]}")
+        print(f"source: {details['source']}")
+        for t in details.get("tables", []):
+            print(f"  table {t['table']}: {t['rows']} rows")
+        for t in details.get("users", []):
+            print(f"  users {t['table']}: {t['rows']} rows")
+    return 0
+
+
+def cmd_refresh_tables(args) -> int:
+    from supabackup_pipeline.operations import refresh_tables
+
+    tables = refresh_tables()
+    print(f"{len(tables)} tables cached; reload the code location to see new assets")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supabackup", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stack", help="the local Supabase-like stack (PostgreSQL + Storage API stand-in)")
+    p.add_argument("action", choices=["up", "down", "env"])
+    p.set_defaults(func=cmd_stack)
+
+    p = sub.add_parser("dev", help="start the local stack and `dagster dev` on it")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("backup", help="take a backup now (a backup_job run)")
+    p.add_argument("--description", default="")
+    p.add_argument("--components", default=",".join(COMPONENTS), help="comma-separated: database,users,storage")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("list", help="list backups")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="show one backup")
+    p.add_argument("backup_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("refresh-tables", help="rediscover tables and buckets for the asset list")
+    p.set_defaults(func=cmd_refresh_tables)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SupabackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The backup manifest (`metadata.json`): what the backup is and every file in it, with SHA-256.
+
+Each component (database, users, storage) records a *part* while the backup is staged; the
+manifest step merges the parts, writes metadata.json and publishes the folder in one rename.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+
+from supabackup_pipeline.core.files import write_json
+from supabackup_pipeline.core.snapshot import utc_now
+from supabackup_pipeline.core.store import MANIFEST, BackupStore
+
+MANIFEST_FORMAT = 1
+
+
+def tool_version() -> str:
+    try:
+        return version("supabackup_pipeline")
+    except Exception:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def build_manifest(backup_id: str, parts: dict[str, dict], description: str = "", status: str = "complete") -> dict:
+    files: dict[str, dict] = {}
+    for part in parts.values():
+        files.update(part.get("files", {}))
+    database = parts.get("database", {})
+    return {
+        "format": MANIFEST_FORMAT,
+        "backup_id": backup_id,
+        "description": description,
+        "created_at": utc_now(),
+        "status": status,
+        "tool_version": tool_version(),
+        "components": sorted(parts),
+        "source": database.get("source", {}),
+        "snapshot": database.get("snapshot", {}),
+        "parts": {name: {k: v for k, v in part.items() if k != "files"} for name, part in parts.items()},
+        "total_size": sum(f["bytes"] for f in files.values()),
+        "files": dict(sorted(files.items())),
+    }
+
+
+def write_manifest_and_publish(store: BackupStore, backup_id: str, description: str = "") -> tuple[Path, dict]:
+    manifest = build_manifest(backup_id, store.read_parts(backup_id), description)
+    write_json(store.staging(backup_id) / MANIFEST, manifest)
+    return store.publish(backup_id), manifest

@@ -1,0 +1,43 @@
+"""The Dagster code location: assets, checks, jobs, schedules and resources wired together.
+
+Loading this module never touches the database or Storage: the table and bucket lists come from
+the discovery cache in BACKUP_PATH/.state (see core/discovery_cache.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from supabackup_pipeline.assets.database import build_database_dump, live_table_specs
+from supabackup_pipeline.assets.manifest import build_manifest_asset
+from supabackup_pipeline.core.catalog import TableRef
+from supabackup_pipeline.core.discovery_cache import read_catalog
+from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.jobs.backup import backup_job, backup_schedule
+from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
+
+
+def build_definitions(backup_path: str | None = None) -> dg.Definitions:
+    backup_path = backup_path or os.getenv("BACKUP_PATH") or "./backups"
+    catalog = read_catalog(BackupStore(Path(backup_path).expanduser().resolve()).state_dir)
+    tables = [TableRef(schema, name) for schema, name in catalog["tables"]]
+    database_dump = build_database_dump(tables)
+    manifest = build_manifest_asset(list(database_dump.keys))
+    return dg.Definitions(
+        assets=[*live_table_specs(tables), database_dump, manifest],
+        jobs=[backup_job],
+        schedules=[backup_schedule],
+        resources={
+            "database": SupabaseDatabase(
+                db_url=dg.EnvVar("SUPABASE_DB_URL"), schemas=os.getenv("SUPABACKUP_SCHEMAS", "public")
+            ),
+            "storage": SupabaseStorage(url=dg.EnvVar("SUPABASE_URL"), service_role_key=dg.EnvVar("SUPABASE_SERVICE_ROLE_KEY")),
+            "backups": BackupStorage(backup_path=backup_path, temp_path=os.getenv("TEMP_PATH", "")),
+        },
+    )
+
+
+defs = build_definitions()

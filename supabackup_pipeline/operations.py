@@ -1,0 +1,124 @@
+"""What the CLI does, as functions: run the Dagster jobs in-process and read backups back.
+
+Runs go through the Dagster instance at DAGSTER_HOME, so they appear in the UI like any other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, MANIFEST_KEY, USERS_KEY
+from supabackup_pipeline.core.backup_id import unique_backup_id, validate_backup_id
+from supabackup_pipeline.core.catalog import list_tables
+from supabackup_pipeline.core.discovery_cache import update_catalog
+from supabackup_pipeline.core.errors import ConfigError
+from supabackup_pipeline.core.snapshot import connect
+from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
+from supabackup_pipeline.resources.supabase import check_db_url
+
+
+def _instance() -> dg.DagsterInstance:
+    from supabackup_pipeline.cli import ensure_dagster_home
+
+    ensure_dagster_home()
+    return dg.DagsterInstance.get()
+
+
+def _store() -> BackupStore:
+    return BackupStore(Path(os.getenv("BACKUP_PATH") or "./backups").expanduser().resolve())
+
+
+def _check_env(components: list[str]) -> None:
+    """Fail before any run or partition is created when configuration is missing or malformed."""
+    if {"database", "users"} & set(components):
+        check_db_url(os.getenv("SUPABASE_DB_URL"))
+    if "storage" in components:
+        from supabackup_pipeline.resources.supabase import check_supabase_url, require
+
+        check_supabase_url(os.getenv("SUPABASE_URL"))
+        require(os.getenv("SUPABASE_SERVICE_ROLE_KEY"), "SUPABASE_SERVICE_ROLE_KEY")
+
+
+def _selection(defs: dg.Definitions, components: list[str]) -> list[dg.AssetKey]:
+    graph = defs.resolve_asset_graph()
+    keys = {MANIFEST_KEY}
+    for key in graph.get_all_asset_keys():
+        path = key.path
+        if "database" in components and path[0] == "supabase" and key not in (USERS_KEY, MANIFEST_KEY) and path[1] not in ("storage", "auth"):
+            keys.add(key)
+        if "users" in components and key == USERS_KEY:
+            keys.add(key)
+        if "storage" in components and path[:2] == ["supabase", "storage"]:
+            keys.add(key)
+    if "database" in components:
+        keys.add(DATABASE_SCHEMA_KEY)
+    return sorted(keys, key=lambda k: k.to_user_string())
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            return f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+    return "the run failed (see the run's logs in the Dagster UI)"
+
+
+def run_backup(description: str = "", components: list[str] | None = None) -> dict:
+    from supabackup_pipeline.definitions import build_definitions
+
+    components = components or ["database", "users", "storage"]
+    _check_env(components)
+    instance = _instance()
+    store = _store()
+    existing = set(instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME)) | set(store.backup_ids())
+    backup_id = unique_backup_id(existing)
+    instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
+    defs = build_definitions(str(store.root))
+    job = defs.resolve_job_def("backup_job")
+    result = job.execute_in_process(
+        instance=instance, partition_key=backup_id, asset_selection=_selection(defs, components),
+        tags={"supabackup/description": description, "supabackup/source": "cli"}, raise_on_error=False,
+    )
+    summary = {"backup_id": backup_id, "run_id": result.run_id, "components": components}
+    if result.success and store.exists(backup_id):
+        manifest = store.manifest(backup_id)
+        return {**summary, "status": manifest["status"], "total_size": manifest["total_size"],
+                "path": str(store.published(backup_id))}
+    return {**summary, "status": "failed", "total_size": 0, "error": _failure_message(result)}
+
+
+def list_backups() -> list[dict]:
+    store = _store()
+    out = []
+    for backup_id in reversed(store.backup_ids()):
+        m = store.manifest(backup_id)
+        out.append({k: m.get(k) for k in ("backup_id", "status", "created_at", "description", "total_size", "components")})
+    return out
+
+
+def show_backup(backup_id: str) -> dict:
+    validate_backup_id(backup_id)
+    manifest = _store().manifest(backup_id)
+    parts = manifest.get("parts", {})
+    return {
+        **{k: manifest.get(k) for k in ("backup_id", "status", "created_at", "description", "total_size",
+                                       "components", "source", "snapshot", "tool_version")},
+        "tables": parts.get("database", {}).get("tables", []),
+        "users": parts.get("users", {}).get("tables", []),
+        "warnings": parts.get("database", {}).get("warnings", []),
+        "files": len(manifest.get("files", {})),
+    }
+
+
+def refresh_tables() -> list[str]:
+    db_url = check_db_url(os.getenv("SUPABASE_DB_URL"))
+    schemas = [s.strip() for s in os.getenv("SUPABACKUP_SCHEMAS", "public").split(",") if s.strip()]
+    if not schemas:
+        raise ConfigError("SUPABACKUP_SCHEMAS is empty")
+    with connect(db_url) as conn:
+        tables = list_tables(conn, schemas)
+    update_catalog(_store().state_dir, tables=[[t.schema, t.name] for t in tables])
+    return [t.qualified for t in tables]
