@@ -62,7 +62,10 @@ def _selection(defs: dg.Definitions, components: list[str]) -> list[dg.AssetKey]
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            return f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+            error = event.step_failure_data.error
+            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):  # unwrap to ours
+                error = error.cause
+            return f"{event.step_key}: {error.message.strip()}"
     return "the run failed (see the run's logs in the Dagster UI)"
 
 

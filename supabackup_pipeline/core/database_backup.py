@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from supabackup_pipeline.core.catalog import TableRef, list_tables
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.files import make_private_dir, open_private, sha256_file, write_json
@@ -131,10 +133,15 @@ def _write_schema_ddl(snap: Snapshot, schemas: list[str], db_dir: Path, result: 
         result.warnings.append("pg_dump not found: schema.sql not written (each table's DDL is in its sidecar)")
         return
     target = db_dir / "schema.sql"
-    cmd = [pg_dump, "--schema-only", "--no-owner", f"--snapshot={snap.info.snapshot_id}", "--dbname", snap.db_url]
+    # The password goes through the environment, not the command line other users can read.
+    params = conninfo_to_dict(snap.db_url)
+    password = params.pop("password", None)
+    env = {**os.environ, **({"PGPASSWORD": str(password)} if password else {})}
+    cmd = [pg_dump, "--schema-only", "--no-owner", f"--snapshot={snap.info.snapshot_id}",
+           "--dbname", make_conninfo(**params)]
     cmd += [f"--schema={s}" for s in schemas]
     with open_private(target) as out:
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
     if done.returncode != 0:
         target.unlink(missing_ok=True)
         message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}"

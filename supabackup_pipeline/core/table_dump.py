@@ -76,15 +76,20 @@ class _CopyReader(io.RawIOBase):
         return not self._pending
 
     def readinto(self, buffer) -> int:
-        while not self._pending:
-            chunk = self._copy.read()
-            if not chunk:
-                return 0
-            self._pending = memoryview(chunk)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+        """Fill as much of `buffer` as the stream allows: COPY hands out one row per message."""
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view):
+            if not self._pending:
+                chunk = self._copy.read()
+                if not chunk:
+                    break
+                self._pending = memoryview(chunk)
+            n = min(len(view) - filled, len(self._pending))
+            view[filled:filled + n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            filled += n
+        return filled
 
 
 def arrow_schema(description: TableDescription) -> pa.Schema:

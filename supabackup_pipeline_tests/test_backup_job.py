@@ -1,0 +1,224 @@
+"""backup_job end to end on a real database: manifest, files, modes, users, discovery, schedule, CLI."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from supabackup_pipeline.assets.keys import table_key
+from supabackup_pipeline.core.files import sha256_file
+from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.definitions import build_definitions
+from supabackup_pipeline.jobs.backup import backup_schedule
+from supabackup_pipeline.operations import run_backup, show_backup
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
+
+SECRET = "S3cr3t-Pa55word-7c1f"
+
+
+@pytest.fixture(scope="module")
+def seeded(project_db_url):
+    import psycopg
+
+    with psycopg.connect(project_db_url, autocommit=True) as db:
+        db.execute("""
+            CREATE TABLE public.customers (id bigserial PRIMARY KEY, name text NOT NULL, born date);
+            CREATE TABLE public.orders (id bigserial PRIMARY KEY, customer_id bigint REFERENCES public.customers(id),
+                                        total numeric(12, 2), placed_at timestamptz DEFAULT now());
+            INSERT INTO public.customers (name, born) SELECT 'c' || g, '2000-01-01'::date + g FROM generate_series(1, 500) g;
+            INSERT INTO public.orders (customer_id, total) SELECT 1 + g % 500, g * 1.25 FROM generate_series(1, 2000) g;
+            ALTER TABLE public.orders ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY own_orders ON public.orders FOR SELECT TO authenticated USING (customer_id > 0);
+            INSERT INTO auth.users (id, email, encrypted_password, raw_user_meta_data)
+                VALUES ('11111111-1111-1111-1111-111111111111', 'ada@example.com',
+                        '$2a$10$abcdefghijklmnopqrstuuJ5aFv0vJ3b0x8S2ZQH1m2Jt7o6yq', '{"name": "Ada"}');
+            INSERT INTO auth.identities (provider_id, user_id, identity_data, provider)
+                VALUES ('11111111-1111-1111-1111-111111111111', '11111111-1111-1111-1111-111111111111',
+                        '{"sub": "1", "email": "ada@example.com"}', 'email');
+            INSERT INTO auth.sessions (id, user_id) VALUES (gen_random_uuid(), '11111111-1111-1111-1111-111111111111');
+        """)
+        db.execute(f"CREATE ROLE backup_tester LOGIN PASSWORD '{SECRET}' IN ROLE postgres")
+    return project_db_url.replace("postgres:postgres@", f"backup_tester:{SECRET}@")
+
+
+@pytest.fixture
+def env(backup_env, seeded, tmp_path, monkeypatch):
+    monkeypatch.setenv("SUPABASE_DB_URL", seeded)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    return {**backup_env, "SUPABASE_DB_URL": seeded, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+
+
+def test_backup_writes_a_complete_checksummed_private_backup(env):
+    result = run_backup(description="first", components=["database", "users"])
+    assert result["status"] == "complete", result
+    root = Path(result["path"])
+    manifest = json.loads((root / "metadata.json").read_text())
+    assert manifest["backup_id"] == result["backup_id"] == root.name
+    assert manifest["description"] == "first" and manifest["components"] == ["database", "users"]
+    assert manifest["snapshot"]["snapshot_id"] and manifest["snapshot"]["wal_lsn"]
+    assert manifest["source"]["system_identifier"] and manifest["source"]["server_version"].startswith("15")
+
+    # every file is listed with its real size and SHA-256, and nothing unlisted is there
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} - {"metadata.json"}
+    assert on_disk == set(manifest["files"])
+    for rel, entry in manifest["files"].items():
+        assert (root / rel).stat().st_size == entry["bytes"]
+        assert sha256_file(root / rel) == entry["sha256"]
+    assert manifest["total_size"] == sum(f["bytes"] for f in manifest["files"].values())
+
+    # files 0600, folders 0700: they hold password hashes
+    for path in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), path
+
+    orders = pq.read_table(root / "database/public.orders.parquet")
+    assert orders.num_rows == 2000
+    sidecar = json.loads((root / "database/public.orders.json").read_text())
+    assert sidecar["row_count"] == 2000 and sidecar["rls_enabled"]
+    assert [p["name"] for p in sidecar["policies"]] == ["own_orders"]
+    assert "REFERENCES public.customers(id)" in " ".join(k["definition"] for k in sidecar["constraints"])
+    assert "CREATE TABLE public.orders" in (root / "database/schema.sql").read_text()
+    sequences = json.loads((root / "database/sequences.json").read_text())
+    assert {"name": "orders_id_seq", "last_value": 2000} .items() <= {**sequences[1]}.items() or any(
+        s["name"] == "orders_id_seq" and s["last_value"] == 2000 for s in sequences)
+
+    users = pq.read_table(root / "users/auth.users.parquet").to_pylist()
+    assert [u["email"] for u in users] == ["ada@example.com"]
+    assert users[0]["encrypted_password"].startswith("$2a$10$")
+    assert (root / "users/auth.identities.parquet").exists()
+    assert not any("sessions" in rel or "refresh_tokens" in rel for rel in manifest["files"])
+
+    # the secret in SUPABASE_DB_URL appears in no backup file and in no run log
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    instance = dg.DagsterInstance.get()
+    logs = instance.all_logs(result["run_id"])
+    assert logs and not any(SECRET in (e.message or "") for e in logs)
+    assert SECRET not in json.dumps(instance.get_run_by_id(result["run_id"]).run_config)
+
+    details = show_backup(result["backup_id"])
+    assert {t["table"]: t["rows"] for t in details["tables"]} == {"public.customers": 500, "public.orders": 2000}
+
+
+def test_a_table_created_after_definitions_loaded_is_still_backed_up(env, seeded):
+    import psycopg
+
+    defs_before = build_definitions(env["BACKUP_PATH"])
+    with psycopg.connect(seeded, autocommit=True) as db:
+        db.execute("CREATE TABLE public.late_arrival (id int); INSERT INTO public.late_arrival VALUES (1), (2)")
+    try:
+        keys_before = defs_before.resolve_asset_graph().get_all_asset_keys()
+        assert table_key("public", "late_arrival") not in keys_before
+        result = run_backup(components=["database"])
+        assert result["status"] == "complete"
+        details = show_backup(result["backup_id"])
+        assert {"table": "public.late_arrival", "rows": 2} .items() <= next(
+            t for t in details["tables"] if t["table"] == "public.late_arrival").items()
+        # after a reload, the new table is an asset of its own
+        keys_after = build_definitions(env["BACKUP_PATH"]).resolve_asset_graph().get_all_asset_keys()
+        assert table_key("public", "late_arrival") in keys_after
+    finally:
+        with psycopg.connect(seeded, autocommit=True) as db:
+            db.execute("DROP TABLE public.late_arrival")
+
+
+def test_schedule_tick_adds_one_partition_and_requests_one_run():
+    when = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
+    with dg.instance_for_test() as instance:
+        request = backup_schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
+        assert isinstance(request, dg.RunRequest)
+        assert instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME) == ["20261127T030000Z"]
+        assert request.partition_key == request.run_key == "20261127T030000Z"
+        # a second evaluation for the same instant gets a distinct ID rather than reusing one
+        second = backup_schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
+        assert second.partition_key != request.partition_key
+        assert len(instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME)) == 2
+
+
+def test_definitions_load_without_any_configuration(tmp_path, monkeypatch):
+    for var in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL", "BACKUP_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    defs = build_definitions(str(tmp_path))
+    dg.Definitions.validate_loadable(defs)
+    assert defs.resolve_job_def("backup_job").partitions_def is not None
+
+
+def _cli(args, env, **kwargs):
+    return subprocess.run([sys.executable, "-m", "supabackup_pipeline", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=240, **kwargs)
+
+
+def test_cli_missing_or_malformed_config_names_the_variable(env, tmp_path):
+    bare = {k: v for k, v in env.items() if k != "SUPABASE_DB_URL"}
+    done = _cli(["backup", "--components", "database"], {**bare, "SUPABASE_DB_URL": ""})
+    assert done.returncode == 2 and "SUPABASE_DB_URL is not set" in done.stderr
+    done = _cli(["backup", "--components", "database"], {**bare, "SUPABASE_DB_URL": "mysql://x"})
+    assert done.returncode == 2 and "SUPABASE_DB_URL is malformed" in done.stderr
+    assert BackupStore(Path(env["BACKUP_PATH"])).backup_ids() == []
+
+
+def test_cli_unreachable_database_fails_cleanly(env):
+    from supabackup_pipeline.dev.postgres_cluster import free_port
+
+    url = f"postgresql://postgres:postgres@127.0.0.1:{free_port()}/postgres"
+    done = _cli(["backup", "--components", "database", "--json"], {**env, "SUPABASE_DB_URL": url})
+    assert done.returncode == 1
+    out = json.loads(done.stdout)
+    assert out["status"] == "failed" and "cannot connect to the database" in out["error"]
+    assert BackupStore(Path(env["BACKUP_PATH"])).backup_ids() == []
+
+
+def test_cli_show_rejects_unknown_and_malformed_ids(env):
+    done = _cli(["show", "../etc"], env)
+    assert done.returncode == 2 and "invalid backup ID" in done.stderr
+    done = _cli(["show", "20200101T000000Z"], env)
+    assert done.returncode == 2 and "unknown backup ID 20200101T000000Z" in done.stderr
+
+
+def test_cli_backup_list_show_json(env):
+    done = _cli(["backup", "--components", "database,users", "--description", "from cli", "--json"], env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["status"] == "complete" and out["total_size"] > 0
+    listed = json.loads(_cli(["list", "--json"], env).stdout)
+    assert out["backup_id"] in [b["backup_id"] for b in listed]
+    shown = json.loads(_cli(["show", out["backup_id"], "--json"], env).stdout)
+    assert shown["description"] == "from cli"
+
+
+def test_kill_9_mid_backup_leaves_no_backup_folder_and_the_next_backup_works(env, seeded):
+    import psycopg
+
+    with psycopg.connect(seeded, autocommit=True) as db:
+        db.execute("CREATE TABLE public.bulk AS SELECT g AS id, repeat(md5(g::text), 8) AS payload"
+                   " FROM generate_series(1, 1500000) g")
+    try:
+        store = BackupStore(Path(env["BACKUP_PATH"]))
+        before = set(store.backup_ids())
+        proc = subprocess.Popen([sys.executable, "-m", "supabackup_pipeline", "backup", "--components", "database"],
+                                env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(store.staging_root.glob("*/database/public.bulk.parquet")):
+            time.sleep(0.05)
+        assert proc.poll() is None, "the backup finished before it could be killed; make the table bigger"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert set(store.backup_ids()) == before  # nothing half-written under a backup ID
+        assert not any((store.root / p.name).exists() for p in store.staging_root.iterdir())
+        result = run_backup(components=["database"])
+        assert result["status"] == "complete"
+        assert len(set(store.backup_ids()) - before) == 1
+    finally:
+        with psycopg.connect(seeded, autocommit=True) as db:
+            db.execute("DROP TABLE public.bulk")
