@@ -56,3 +56,39 @@ def test_stack_up_env_down_through_the_cli(tmp_path):
         down = run("stack", "down")
     assert down.returncode == 0
     assert run("stack", "env").returncode == 1  # no stack running any more
+
+
+def test_supabackup_dev_serves_the_dagster_ui_with_the_backup_job(tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    from supabackup_pipeline.dev.postgres_cluster import free_port
+
+    port = free_port()
+    env = {**os.environ, "SUPABACKUP_STACK_HOME": str(tmp_path / "stack"), "DAGSTER_HOME": str(tmp_path / "home"),
+           "BACKUP_PATH": str(tmp_path / "backups")}
+    proc = subprocess.Popen([sys.executable, "-m", "supabackup_pipeline", "dev", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        body = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                query = b'{"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }"}'
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
+                                                 headers={"Content-Type": "application/json"})
+                body = urllib.request.urlopen(request, timeout=5).read().decode()
+                if "backup_job" in body:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert body and "backup_job" in body, body
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        subprocess.run([sys.executable, "-m", "supabackup_pipeline", "stack", "down"], env=env, timeout=60)
