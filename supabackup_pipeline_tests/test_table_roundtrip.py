@@ -76,7 +76,7 @@ ROWS = [
 def dump_and_reload(db_url, db, tmp_path, table: str) -> tuple[dict, pa.Table]:
     """Dump public.<table>, load it into an empty copy public.<table>_copy; return sidecar and Parquet."""
     with open_snapshot(db_url) as snap, snap.worker() as conn:
-        dump = dump_table(conn, TableRef("public", table), tmp_path)
+        dump = dump_table(snap, conn, TableRef("public", table), tmp_path)
     sidecar = json.loads((tmp_path / dump.sidecar_file).read_text())
     db.execute(f'CREATE TABLE public."{table}_copy" (LIKE public."{table}" INCLUDING ALL)')
     with connect(db_url) as conn, conn.transaction():
@@ -158,7 +158,7 @@ def test_quoted_names_and_keywords(project_db_url, db, tmp_path):
     db.execute('CREATE TABLE public."Odd ""Name"".x/y" ("from" int, "Order" text, "a.b" text, "ü" text)')
     db.execute('INSERT INTO public."Odd ""Name"".x/y" VALUES (1, \'o\', \'ab\', \'ü\')')
     with open_snapshot(project_db_url) as snap, snap.worker() as conn:
-        dump = dump_table(conn, TableRef("public", 'Odd "Name".x/y'), tmp_path)
+        dump = dump_table(snap, conn, TableRef("public", 'Odd "Name".x/y'), tmp_path)
     assert "/" not in dump.parquet_file and dump.parquet_file.startswith("public.")
     assert [p.name for p in tmp_path.iterdir()] and all(p.parent == tmp_path for p in tmp_path.iterdir())
     sidecar = json.loads((tmp_path / dump.sidecar_file).read_text())

@@ -114,7 +114,7 @@ def _dump_parallel(snap: Snapshot, jobs: list[tuple[TableRef, Path]], workers: i
                     ref, folder = queue.pop(0)
                 except IndexError:
                     return out
-                dump = dump_table(conn, ref, folder)
+                dump = dump_table(snap, conn, ref, folder)
                 out.append(dump)
                 done.append(dump)
                 log(f"[{len(done)}/{total}] {ref.qualified}: {dump.rows} rows, {dump.parquet_bytes} bytes,"

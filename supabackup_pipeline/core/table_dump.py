@@ -7,7 +7,6 @@ whole in memory: peak memory is a few blocks, whatever the table size.
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 from supabackup_pipeline.core.catalog import TableDescription, TableRef, describe_table
 from supabackup_pipeline.core.files import HashingWriter, open_private, write_json
 from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, codec_for, select_expressions
+from supabackup_pipeline.core.snapshot import Snapshot
 
 CSV_BLOCK_SIZE = 4 << 20
 PARQUET_ROW_GROUP = 256 * 1024
@@ -58,40 +58,6 @@ class TableDump:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
-class _CopyReader(io.RawIOBase):
-    """The COPY data stream as a readable file, for pyarrow's streaming CSV reader."""
-
-    def __init__(self, copy: psycopg.Copy):
-        self._copy = copy
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def at_end(self) -> bool:
-        """True when the stream has no (more) data; pyarrow refuses to open an empty CSV."""
-        if not self._pending:
-            chunk = self._copy.read()
-            self._pending = memoryview(chunk) if chunk else memoryview(b"")
-        return not self._pending
-
-    def readinto(self, buffer) -> int:
-        """Fill as much of `buffer` as the stream allows: COPY hands out one row per message."""
-        view = memoryview(buffer).cast("B")
-        filled = 0
-        while filled < len(view):
-            if not self._pending:
-                chunk = self._copy.read()
-                if not chunk:
-                    break
-                self._pending = memoryview(chunk)
-            n = min(len(view) - filled, len(self._pending))
-            view[filled:filled + n] = self._pending[:n]
-            self._pending = self._pending[n:]
-            filled += n
-        return filled
-
-
 def arrow_schema(description: TableDescription) -> pa.Schema:
     fields = []
     for column in description.columns:
@@ -103,14 +69,14 @@ def arrow_schema(description: TableDescription) -> pa.Schema:
     return pa.schema(fields, metadata={"supabackup_table": description.ref.qualified})
 
 
-def dump_table(conn: psycopg.Connection, ref: TableRef, out_dir: Path) -> TableDump:
-    """Write the table's rows and description into out_dir (inside the caller's snapshot)."""
+def dump_table(snapshot: Snapshot, conn: psycopg.Connection, ref: TableRef, out_dir: Path) -> TableDump:
+    """Write the table's rows and description into out_dir; `conn` is a worker of `snapshot`."""
     started = time.monotonic()
     description = describe_table(conn, ref)
     stem = safe_file_stem(ref)
     parquet_path = out_dir / f"{stem}.parquet"
     schema = arrow_schema(description)
-    rows, size, digest = _write_parquet(conn, description, schema, parquet_path)
+    rows, size, digest = _write_parquet(snapshot, conn, description, schema, parquet_path)
     sidecar = {
         "format_version": FORMAT_VERSION,
         **description.to_json(),
@@ -131,7 +97,7 @@ def dump_table(conn: psycopg.Connection, ref: TableRef, out_dir: Path) -> TableD
 
 
 def _write_parquet(
-    conn: psycopg.Connection, description: TableDescription, schema: pa.Schema, path: Path
+    snapshot: Snapshot, conn: psycopg.Connection, description: TableDescription, schema: pa.Schema, path: Path
 ) -> tuple[int, int, str]:
     exprs, csv_fields = select_expressions(description.columns)
     converts = {
@@ -146,9 +112,8 @@ def _write_parquet(
                 rows = conn.execute(f"SELECT count(*) FROM ONLY {description.ref.sql}").fetchone()[0]
             else:
                 query = f"COPY (SELECT {', '.join(exprs)} FROM ONLY {description.ref.sql}) TO STDOUT (FORMAT csv)"
-                with conn.cursor().copy(query) as copy:
-                    stream = _CopyReader(copy)
-                    if stream.at_end():  # an empty table
+                with snapshot.copy_out(query) as stream:
+                    if not stream.peek(1):  # an empty table: pyarrow refuses to open an empty CSV
                         return 0, *_finish(writer, sink)
                     reader = pacsv.open_csv(
                         stream,
