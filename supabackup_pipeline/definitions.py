@@ -13,6 +13,7 @@ import dagster as dg
 
 from supabackup_pipeline.assets.database import build_database_dump, live_table_specs
 from supabackup_pipeline.assets.manifest import build_manifest_asset
+from supabackup_pipeline.assets.storage import build_storage_mirror
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.discovery_cache import read_catalog
 from supabackup_pipeline.core.store import BackupStore
@@ -25,9 +26,10 @@ def build_definitions(backup_path: str | None = None) -> dg.Definitions:
     catalog = read_catalog(BackupStore(Path(backup_path).expanduser().resolve()).state_dir)
     tables = [TableRef(schema, name) for schema, name in catalog["tables"]]
     database_dump = build_database_dump(tables)
-    manifest = build_manifest_asset(list(database_dump.keys))
+    storage_mirror = build_storage_mirror(catalog["buckets"])
+    manifest = build_manifest_asset([*database_dump.keys, *storage_mirror.keys])
     return dg.Definitions(
-        assets=[*live_table_specs(tables), database_dump, manifest],
+        assets=[*live_table_specs(tables), database_dump, storage_mirror, manifest],
         jobs=[backup_job],
         schedules=[backup_schedule],
         resources={

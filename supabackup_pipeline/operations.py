@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, MANIFEST_KEY, USERS_KEY
+from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.core.backup_id import unique_backup_id, validate_backup_id
 from supabackup_pipeline.core.catalog import list_tables
 from supabackup_pipeline.core.discovery_cache import update_catalog
@@ -43,19 +43,17 @@ def _check_env(components: list[str]) -> None:
         require(os.getenv("SUPABASE_SERVICE_ROLE_KEY"), "SUPABASE_SERVICE_ROLE_KEY")
 
 
+COMPONENT_GROUPS = {"database": "tables", "users": "auth", "storage": "storage"}
+
+
 def _selection(defs: dg.Definitions, components: list[str]) -> list[dg.AssetKey]:
+    """The backup assets of the chosen components (by asset group), plus the manifest."""
     graph = defs.resolve_asset_graph()
-    keys = {MANIFEST_KEY}
-    for key in graph.get_all_asset_keys():
-        path = key.path
-        if "database" in components and path[0] == "supabase" and key not in (USERS_KEY, MANIFEST_KEY) and path[1] not in ("storage", "auth"):
-            keys.add(key)
-        if "users" in components and key == USERS_KEY:
-            keys.add(key)
-        if "storage" in components and path[:2] == ["supabase", "storage"]:
-            keys.add(key)
-    if "database" in components:
-        keys.add(DATABASE_SCHEMA_KEY)
+    groups = {COMPONENT_GROUPS[c] for c in components}
+    keys = {MANIFEST_KEY} | {
+        key for key in graph.get_all_asset_keys()
+        if graph.get(key).is_materializable and graph.get(key).group_name in groups
+    }
     return sorted(keys, key=lambda k: k.to_user_string())
 
 

@@ -222,3 +222,33 @@ def test_kill_9_mid_backup_leaves_no_backup_folder_and_the_next_backup_works(env
     finally:
         with psycopg.connect(seeded, autocommit=True) as db:
             db.execute("DROP TABLE public.bulk")
+
+
+def test_full_backup_includes_storage_and_the_second_one_links_unchanged_objects(env, supabase_client, storage_server):
+    import uuid as _uuid
+
+    bucket = f"e2e-{_uuid.uuid4().hex[:8]}"
+    supabase_client.storage.create_bucket(bucket, options={"public": False})
+    files = {"docs/readme.txt": b"hello", "img/a b&c.png": os.urandom(50_000), "empty": b""}
+    for name, data in files.items():
+        supabase_client.storage.from_(bucket).upload(name, data)
+    try:
+        first = run_backup(description="all")
+        assert first["status"] == "complete", first
+        assert first["components"] == ["database", "users", "storage"]
+        root = Path(first["path"])
+        manifest = json.loads((root / "metadata.json").read_text())
+        assert "storage" in manifest["components"] and "storage/manifest.json" in manifest["files"]
+        for name, data in files.items():
+            assert (root / "storage" / bucket / name).read_bytes() == data
+            assert f"storage/{bucket}/{name}" in manifest["files"]
+
+        downloads = storage_server.faults.download_count
+        second = run_backup(components=["storage"])
+        assert second["status"] == "complete", second
+        assert storage_server.faults.download_count == downloads  # nothing downloaded again
+        again = Path(second["path"]) / "storage" / bucket / "img/a b&c.png"
+        assert again.stat().st_ino == (root / "storage" / bucket / "img/a b&c.png").stat().st_ino
+    finally:
+        supabase_client.storage.empty_bucket(bucket)
+        supabase_client.storage.delete_bucket(bucket)

@@ -9,7 +9,7 @@ import dagster as dg
 
 DATABASE_SCHEMA_KEY = dg.AssetKey(["supabase", "database", "schema"])
 USERS_KEY = dg.AssetKey(["supabase", "auth", "users"])
-STORAGE_BUCKETS_KEY = dg.AssetKey(["supabase", "storage", "_buckets"])
+STORAGE_BUCKETS_KEY = dg.AssetKey(["supabase", "storage_buckets"])  # never a bucket's key
 MANIFEST_KEY = dg.AssetKey(["supabase", "backup", "manifest"])
 
 

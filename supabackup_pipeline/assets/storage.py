@@ -1,0 +1,130 @@
+"""Storage bucket mirrors: one asset per bucket (from the discovery cache) plus `storage_buckets`, all one step.
+
+One step mirrors every selected bucket so that they share one client, one thread pool budget and
+one look-up of the previous backup (whose unchanged objects are hard-linked, not downloaded).
+Selecting `storage_buckets` means "every bucket that exists at run time": a bucket created since the
+code location loaded is still backed up, and gets its own asset after a reload.
+"""
+
+import shutil
+import time
+
+import dagster as dg
+from pydantic import Field
+
+from supabackup_pipeline.assets.keys import STORAGE_BUCKETS_KEY, bucket_key
+from supabackup_pipeline.core.backup_id import validate_backup_id
+from supabackup_pipeline.core.discovery_cache import update_catalog
+from supabackup_pipeline.core.storage_mirror import (
+    STORAGE_DIR,
+    BucketGone,
+    BucketMirror,
+    list_buckets,
+    mirror_bucket,
+    previous_storage,
+    write_storage_manifest,
+)
+from supabackup_pipeline.partitions import backup_partitions
+from supabackup_pipeline.resources import BackupStorage, SupabaseStorage
+
+
+class StorageMirrorConfig(dg.Config):
+    workers: int = Field(default=8, ge=1, le=64, description="parallel downloads per bucket")
+
+
+def _mirror_metadata(backup_id: str, mirrors: list[BucketMirror], seconds: float) -> dict:
+    missing = sorted(f"{m.bucket['id']}/{name}" for m in mirrors for name in m.missing)
+    return {
+        "backup_id": backup_id,
+        "objects": dg.MetadataValue.int(sum(len(m.objects) - len(m.missing) for m in mirrors)),
+        "bytes": dg.MetadataValue.int(sum(m.bytes for m in mirrors)),
+        "downloaded_bytes": dg.MetadataValue.int(sum(m.downloaded_bytes for m in mirrors)),
+        "linked": dg.MetadataValue.int(sum(m.linked for m in mirrors)),
+        "duration_s": dg.MetadataValue.float(round(seconds, 3)),
+        "missing": dg.MetadataValue.json(missing[:200]),
+    }
+
+
+def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
+    bucket_specs = [
+        dg.AssetSpec(
+            bucket_key(name), group_name="storage", kinds={"supabase", "storage"}, skippable=True,
+            metadata={"bucket": name},
+            description=f"Mirror of the Storage bucket {name!r}: every object byte for byte, plus its settings"
+            " and object metadata in storage/manifest.json.",
+        )
+        for name in buckets
+    ]
+    specs = [
+        dg.AssetSpec(
+            STORAGE_BUCKETS_KEY, group_name="storage", kinds={"supabase", "storage"},
+            description="The bucket list and storage/manifest.json. Selecting it mirrors every bucket that"
+            " exists at run time.",
+        ),
+        *bucket_specs,
+    ]
+    by_key = {spec.key: name for spec, name in zip(bucket_specs, buckets)}
+
+    @dg.multi_asset(
+        name="storage_mirror", specs=specs, partitions_def=backup_partitions, can_subset=True,
+        description="Mirror Storage buckets in parallel, hard-linking objects unchanged since the previous backup.",
+    )
+    def storage_mirror(context: dg.AssetExecutionContext, config: StorageMirrorConfig, storage: SupabaseStorage,
+                       backups: BackupStorage):
+        started = time.monotonic()
+        backup_id = validate_backup_id(context.partition_key)
+        store = backups.store()
+        staging = store.start(backup_id)
+        selected = context.selected_asset_keys
+        complete = STORAGE_BUCKETS_KEY in selected
+        client = storage.client()
+
+        live = list_buckets(client, log=context.log.info)
+        wanted = live if complete else [b for b in live if bucket_key(b["id"]) in selected]
+        gone = sorted(name for key, name in by_key.items() if key in selected and name not in {b["id"] for b in live})
+        if gone:
+            context.log.warning(f"buckets no longer in the project (nothing to back up): {gone}")
+
+        previous = previous_storage(store, exclude=backup_id)
+        if previous:
+            context.log.info(f"unchanged objects are hard-linked from backup {previous[0]}")
+        out = staging / STORAGE_DIR
+        shutil.rmtree(out, ignore_errors=True)  # a retried step starts clean
+        mirrors: list[BucketMirror] = []
+        for b in wanted:
+            try:
+                mirrors.append(mirror_bucket(client, b, out, previous[1] if previous else None,
+                                             workers=config.workers, log=context.log.info))
+            except BucketGone as exc:
+                context.log.warning(str(exc))
+                gone.append(b["id"])
+        manifest_path, manifest_file = write_storage_manifest(out, mirrors)
+        files = {path: f for m in mirrors for path, f in m.files.items()}
+        files[manifest_path] = manifest_file
+        store.write_part(backup_id, "storage", {
+            "files": files, "complete": complete, "previous_backup": previous[0] if previous else None,
+            "buckets": [m.summary() for m in mirrors], "vanished_buckets": gone,
+            "seconds": round(time.monotonic() - started, 3),
+        })
+        if complete:
+            update_catalog(store.state_dir, buckets=[m.bucket["id"] for m in mirrors])
+
+        without_asset = sorted(m.bucket["id"] for m in mirrors if bucket_key(m.bucket["id"]) not in by_key)
+        if without_asset:
+            context.log.info(f"buckets new since the code location loaded (backed up; reload for their assets): {without_asset}")
+        if complete:
+            yield dg.MaterializeResult(asset_key=STORAGE_BUCKETS_KEY, metadata={
+                **_mirror_metadata(backup_id, mirrors, time.monotonic() - started),
+                "buckets": dg.MetadataValue.json([m.bucket["id"] for m in mirrors]),
+                "buckets_without_asset": dg.MetadataValue.json(without_asset),
+                "previous_backup": previous[0] if previous else "",
+            })
+        for m in mirrors:
+            key = bucket_key(m.bucket["id"])
+            if key in by_key and key in selected:
+                yield dg.MaterializeResult(asset_key=key, metadata={
+                    **_mirror_metadata(backup_id, [m], m.seconds),
+                    "bucket": m.bucket["id"], "public": m.bucket.get("public", False),
+                })
+
+    return storage_mirror

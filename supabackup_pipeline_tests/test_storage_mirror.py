@@ -1,0 +1,363 @@
+"""Storage bucket mirrors against the Storage API stand-in, through the official client.
+
+Each test makes its own uniquely named buckets (the stand-in is shared by the session) and
+removes them afterwards, so a run of the `storage_buckets` asset only sees what tests leave behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from storage3.exceptions import StorageApiError
+
+from supabackup_pipeline.assets.keys import STORAGE_BUCKETS_KEY, bucket_key
+from supabackup_pipeline.assets.storage import build_storage_mirror
+from supabackup_pipeline.core import storage_mirror as sm
+from supabackup_pipeline.core.discovery_cache import read_catalog
+from supabackup_pipeline.core.errors import UnsafeName
+from supabackup_pipeline.core.files import sha256_file
+from supabackup_pipeline.core.manifest import write_manifest_and_publish
+from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
+from supabackup_pipeline.resources import BackupStorage, SupabaseStorage
+
+FAST = sm.Retry(attempts=4, base_delay=0.01, max_delay=0.05)
+PUNCTUATION = "!*'()&$=@;:+,?"
+
+
+@pytest.fixture
+def storage(supabase_client):
+    return supabase_client.storage
+
+
+@pytest.fixture
+def new_bucket(storage):
+    """`new_bucket(public=..., ...)` makes a uniquely named bucket; all are removed after the test."""
+    created: list[str] = []
+
+    def make(**options) -> str:
+        name = f"m-{uuid.uuid4().hex[:10]}"
+        storage.create_bucket(name, options=options or None)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        try:
+            storage.empty_bucket(name)
+            storage.delete_bucket(name)
+        except StorageApiError:
+            pass
+
+
+def upload(storage, bucket: str, objects: dict[str, bytes], workers: int = 16, **file_options) -> None:
+    files = storage.from_(bucket)
+    options = {"content-type": "application/octet-stream", **file_options}
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda item: files.upload(item[0], item[1], options), objects.items()))
+
+
+def settings(storage, bucket: str) -> dict:
+    return next(b for b in sm.list_buckets(storage, log=lambda _: None) if b["id"] == bucket)
+
+
+def mirror(storage, bucket: str, out: Path, previous: Path | None = None, **kwargs) -> sm.BucketMirror:
+    """Mirror one bucket into `out` (a storage/ folder) and write its storage/manifest.json."""
+    kwargs.setdefault("retry", FAST)
+    result = sm.mirror_bucket(storage, settings(storage, bucket), out, previous, log=lambda _: None, **kwargs)
+    sm.write_storage_manifest(out, [result])
+    return result
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def assert_private(root: Path) -> None:
+    for path in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), f"{path}: {oct(mode)}"
+
+
+# ------------------------------------------------------------------ content
+
+def test_mirror_is_byte_exact_private_and_listed_case_exactly(storage, new_bucket, storage_faults, tmp_path):
+    bucket = new_bucket()
+    big = os.urandom(9 * 1024 * 1024 + 123)
+    objects = {
+        "top.txt": b"top",
+        "empty.bin": b"",
+        "a/b/c/deep.txt": b"deep down",
+        "videos/big.bin": big,
+        f"odd names/with spaces {PUNCTUATION}.txt": b"punctuation",
+        f"{PUNCTUATION}/x": b"folder of punctuation",
+        "Case/A.txt": b"upper",
+        "case/b.txt": b"lower",
+    }
+    upload(storage, bucket, objects)
+    storage.from_(bucket).upload("meta/tagged.json", b"{}", {"content-type": "application/json",
+                                                             "cache-control": "60", "metadata": {"owner": "ada"}})
+    objects["meta/tagged.json"] = b"{}"
+    storage_faults.fail_next("POST", r"^/object/list/", status=418, times=100)  # list v1 must never be used
+
+    out = tmp_path / "storage"
+    result = mirror(storage, bucket, out, workers=4)
+
+    assert files_under(out / bucket) == objects  # byte for byte, folders and case kept
+    assert_private(out)
+    assert result.bytes == sum(map(len, objects.values())) and result.linked == 0 and result.missing == []
+    assert result.downloaded_bytes == result.bytes
+    assert sorted(storage_faults.downloads) == sorted(f"{bucket}/{n}" for n in objects)
+    by_name = {o["name"]: o for o in result.objects}
+    assert by_name["videos/big.bin"]["sha256"] == hashlib.sha256(big).hexdigest()
+    assert by_name["videos/big.bin"]["etag"] == f'"{hashlib.md5(big).hexdigest()}"'
+    tagged = by_name["meta/tagged.json"]
+    assert (tagged["user_metadata"], tagged["mimetype"], tagged["cacheControl"]) == (
+        {"owner": "ada"}, "application/json", "max-age=60")
+    assert result.files == {f"storage/{bucket}/{n}": {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                            for n, b in objects.items()}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [o["name"] for o in manifest["buckets"][bucket]["objects"]] == sorted(objects)
+
+
+def test_more_than_one_page_of_objects_is_listed_completely(storage, new_bucket, storage_faults, tmp_path):
+    bucket = new_bucket()
+    # mixed case and `_` (a LIKE wildcard) around the 1,000-object page boundary
+    objects = {f"{'F' if i % 2 else 'f'}older_{i % 3}/obj-{i:04d}.txt": str(i).encode() for i in range(1105)}
+    upload(storage, bucket, objects, workers=24)
+    logged: list[str] = []
+    result = sm.mirror_bucket(storage, settings(storage, bucket), tmp_path / "storage", workers=8, retry=FAST,
+                              user_metadata=False, log=logged.append, progress_every=0.05)
+    assert len(result.objects) == 1105 and storage_faults.download_count == 1105
+    assert len(logged) >= 2 and logged[-1].startswith(f"bucket {bucket!r}: 1105/1105 objects")  # progress
+    assert files_under(tmp_path / "storage" / bucket) == objects
+
+
+def test_empty_bucket_and_bucket_settings_are_recorded(storage, new_bucket, tmp_path):
+    public = new_bucket(public=True, file_size_limit=1024 * 1024, allowed_mime_types=["image/png", "text/*"])
+    private = new_bucket()
+    upload(storage, private, {"p.txt": b"private"}, **{"content-type": "text/plain"})
+    out = tmp_path / "storage"
+    mirrors = [sm.mirror_bucket(storage, settings(storage, b), out, log=lambda _: None) for b in (public, private)]
+    path, info = sm.write_storage_manifest(out, mirrors)
+
+    assert path == "storage/manifest.json" and info["sha256"] == sha256_file(out / "manifest.json")
+    buckets = json.loads((out / "manifest.json").read_text())["buckets"]
+    assert (buckets[public]["settings"]["public"], buckets[public]["settings"]["file_size_limit"],
+            buckets[public]["settings"]["allowed_mime_types"]) == (True, 1024 * 1024, ["image/png", "text/*"])
+    assert buckets[private]["settings"]["public"] is False
+    assert buckets[public]["objects"] == [] and (out / public).is_dir() and not any((out / public).iterdir())
+    assert [o["name"] for o in buckets[private]["objects"]] == ["p.txt"]
+    assert_private(out)
+
+
+# ------------------------------------------------------------------ incremental
+
+def test_second_mirror_links_unchanged_objects_and_downloads_nothing(storage, new_bucket, storage_faults, tmp_path):
+    bucket = new_bucket()
+    objects = {f"dir/{i}.bin": os.urandom(1000 + i) for i in range(20)} | {"empty": b""}
+    upload(storage, bucket, objects)
+    first = mirror(storage, bucket, tmp_path / "b1" / "storage")
+    downloads = storage_faults.download_count
+
+    second = mirror(storage, bucket, tmp_path / "b2" / "storage", previous=tmp_path / "b1" / "storage")
+    assert storage_faults.download_count == downloads and second.downloaded_bytes == 0
+    assert second.linked == len(objects) and second.files == first.files
+    for name in objects:
+        a, b = (tmp_path / f"b{i}" / "storage" / bucket / name for i in (1, 2))
+        assert a.stat().st_ino == b.stat().st_ino
+    assert_private(tmp_path / "b2" / "storage")
+
+    # a changed and a new object are downloaded, the rest still linked
+    storage.from_(bucket).upload("dir/0.bin", b"changed", {"upsert": "true"})
+    storage.from_(bucket).upload("new.txt", b"new")
+    third = mirror(storage, bucket, tmp_path / "b3" / "storage", previous=tmp_path / "b2" / "storage")
+    assert sorted(storage_faults.downloads[downloads:]) == [f"{bucket}/dir/0.bin", f"{bucket}/new.txt"]
+    assert third.linked == len(objects) - 1 and third.downloaded_bytes == len(b"changed") + len(b"new")
+    assert (tmp_path / "b3" / "storage" / bucket / "dir" / "0.bin").read_bytes() == b"changed"
+
+    # a previous copy that no longer matches its SHA-256 is not shared: it is downloaded again
+    rotten = tmp_path / "b3" / "storage" / bucket / "dir" / "1.bin"
+    rotten.unlink()
+    rotten.write_bytes(b"bit rot")
+    before = storage_faults.download_count
+    fourth = mirror(storage, bucket, tmp_path / "b4" / "storage", previous=tmp_path / "b3" / "storage")
+    assert storage_faults.downloads[before:] == [f"{bucket}/dir/1.bin"]
+    assert (tmp_path / "b4" / "storage" / bucket / "dir" / "1.bin").read_bytes() == objects["dir/1.bin"]
+    assert fourth.linked == len(objects)  # all but the rotten one (new.txt included)
+
+    # deleting a backup leaves the others whole
+    shutil.rmtree(tmp_path / "b1")
+    shutil.rmtree(tmp_path / "b3")
+    assert files_under(tmp_path / "b2" / "storage" / bucket) == objects
+
+
+# ------------------------------------------------------------------ failures
+
+def test_transient_503s_are_retried(storage, new_bucket, storage_faults, tmp_path):
+    bucket = new_bucket()
+    upload(storage, bucket, {"flaky.txt": b"eventually", "fine.txt": b"fine"})
+    storage_faults.fail_next("GET", rf"^/object/{bucket}/flaky\.txt$", status=503, times=2)
+    storage_faults.fail_next("POST", rf"^/object/list-v2/{bucket}$", status=503, times=1)
+    result = mirror(storage, bucket, tmp_path / "storage")
+    assert (tmp_path / "storage" / bucket / "flaky.txt").read_bytes() == b"eventually"
+    assert storage_faults.downloads.count(f"{bucket}/flaky.txt") == 1 and result.missing == []
+
+
+def test_a_server_that_keeps_failing_fails_the_mirror_naming_the_object(storage, new_bucket, storage_faults, tmp_path):
+    bucket = new_bucket()
+    upload(storage, bucket, {"down.txt": b"x"})
+    storage_faults.fail_next("GET", rf"^/object/{bucket}/down\.txt$", status=503, times=10)
+    with pytest.raises(sm.MirrorError, match=rf"{bucket}.*down\.txt"):
+        mirror(storage, bucket, tmp_path / "storage")
+
+
+def test_bytes_that_do_not_match_the_listing_fail_naming_the_object(storage, new_bucket, monkeypatch, tmp_path):
+    bucket = new_bucket()
+    upload(storage, bucket, {"ok.txt": b"ok", "liar.txt": b"real bytes"})
+    listed = sm.list_objects
+
+    def lying(client, name, *args, **kwargs):
+        objects = listed(client, name, *args, **kwargs)
+        for o in objects:
+            if o["name"] == "liar.txt":
+                o["metadata"] = {**o["metadata"], "eTag": f'"{hashlib.md5(b"other bytes").hexdigest()}"'}
+        return objects
+
+    monkeypatch.setattr(sm, "list_objects", lying)
+    with pytest.raises(sm.MirrorError, match=r"liar\.txt.*(MD5|eTag)"):
+        mirror(storage, bucket, tmp_path / "storage")
+
+
+def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, new_bucket, storage_faults, monkeypatch,
+                                                                    tmp_path):
+    bucket = new_bucket()
+    upload(storage, bucket, {"stays.txt": b"stays", "gone.txt": b"gone", "ghost.txt": b"ghost"})
+    listed = sm.list_objects
+
+    def then_delete(client, name, *args, **kwargs):
+        objects = listed(client, name, *args, **kwargs)
+        client.from_(name).remove(["gone.txt"])  # the real 404: HTTP 400 with statusCode "404"
+        return objects
+
+    monkeypatch.setattr(sm, "list_objects", then_delete)
+    storage_faults.fail_next("GET", rf"^/object/(info/)?{bucket}/ghost\.txt$", status=404, times=5)  # a bare 404
+    result = mirror(storage, bucket, tmp_path / "storage")
+    assert result.missing == ["ghost.txt", "gone.txt"]
+    assert files_under(tmp_path / "storage" / bucket) == {"stays.txt": b"stays"}
+    assert set(result.files) == {f"storage/{bucket}/stays.txt"}
+    entries = {o["name"]: o for o in json.loads((tmp_path / "storage" / "manifest.json").read_text())
+               ["buckets"][bucket]["objects"]}
+    assert entries["gone.txt"]["missing"] is True and "sha256" not in entries["gone.txt"]
+
+
+@pytest.mark.parametrize("evil", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "a\\..\\evil.txt", "a//evil.txt",
+                                  "./evil.txt", "dir/", "nul\x00evil.txt", ".."])
+def test_malicious_names_are_refused_and_nothing_is_written(storage, new_bucket, storage_faults, tmp_path, evil):
+    bucket = new_bucket()
+    upload(storage, bucket, {"innocent.txt": b"innocent"})
+    storage_faults.inject_listing(bucket, [evil])
+    out = tmp_path / "backup" / "storage"
+    with pytest.raises(UnsafeName) as refused:
+        mirror(storage, bucket, out)
+    assert bucket in str(refused.value) and repr(evil) in str(refused.value)
+    assert storage_faults.download_count == 0
+    assert [p for p in tmp_path.rglob("*")] == []  # not even the bucket folder
+
+
+def test_unsafe_bucket_names_are_refused():
+    for bad in ["", ".", "..", "a/b", "a\\b", "nul\x00"]:
+        with pytest.raises(UnsafeName):
+            sm.bucket_dir(bad)
+    assert sm.bucket_dir("manifest.json") == "manifest.json~bucket"  # our own manifest's name
+    assert sm.bucket_dir("my bucket (1)") == "my bucket (1)"
+
+
+def test_file_and_folder_of_the_same_name_are_both_kept(storage, new_bucket, tmp_path):
+    bucket = new_bucket()
+    objects = {"a": b"file a", "a/b": b"file a/b", "x/y": b"y", "x/y/z": b"z"}
+    upload(storage, bucket, objects)
+    result = mirror(storage, bucket, tmp_path / "storage")
+    paths = {o["name"]: o["path"] for o in result.objects}
+    assert paths == {"a": "a~1", "a/b": "a/b", "x/y": "x/y~1", "x/y/z": "x/y/z"}
+    for o in result.objects:
+        assert (tmp_path / "storage" / bucket / o["path"]).read_bytes() == objects[o["name"]]
+
+
+def test_path_plan_escapes_without_collisions_and_shortens_long_segments():
+    plan = sm.plan_paths("b", ["a", "a/b", "a~1", "Case/A", "case/b", "l" * 300 + "/f"])
+    assert plan["a"] == "a~2" and plan["a~1"] == "a~1" and plan["a/b"] == "a/b"
+    assert plan["Case/A"] == "Case/A" and plan["case/b"] == "case/b"
+    long = plan["l" * 300 + "/f"].split("/")[0]
+    assert len(long.encode()) <= 255 and long.startswith("l" * 200 + "~")
+
+
+def test_works_through_storage3_public_methods_only(storage, new_bucket, tmp_path):
+    """If storage3's internals change, downloads fall back to its public download()/info()."""
+    bucket = new_bucket()
+    upload(storage, bucket, {"f/one.txt": b"one"})
+
+    class Public:
+        def __init__(self, api):
+            self.list_v2, self.download, self.info = api.list_v2, api.download, api.info
+
+    class Client:
+        list_buckets = storage.list_buckets
+
+        def from_(self, name):
+            return Public(storage.from_(name))
+
+    result = sm.mirror_bucket(Client(), settings(storage, bucket), tmp_path / "storage", log=lambda _: None)
+    assert files_under(tmp_path / "storage" / bucket) == {"f/one.txt": b"one"} and len(result.objects) == 1
+
+
+# ------------------------------------------------------------------ the Dagster asset
+
+def test_storage_asset_writes_its_part_and_links_from_the_previous_backup(storage, new_bucket, stack_env, tmp_path):
+    bucket = new_bucket()
+    objects = {"docs/readme.md": b"# hi", "img/logo.png": os.urandom(5000)}
+    upload(storage, bucket, objects)
+    asset = build_storage_mirror([bucket])
+    resources = {"storage": SupabaseStorage(url=stack_env["SUPABASE_URL"],
+                                            service_role_key=stack_env["SUPABASE_SERVICE_ROLE_KEY"]),
+                 "backups": BackupStorage(backup_path=str(tmp_path / "backups"))}
+    store = BackupStore((tmp_path / "backups").resolve())
+    instance = dg.DagsterInstance.ephemeral()
+    first, second = "20260101T000000Z", "20260102T000000Z"
+    instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [first, second])
+
+    # everything (`storage_buckets`): every bucket that exists now, and the discovery cache learns them
+    result = dg.materialize([asset], partition_key=first, instance=instance, resources=resources)
+    assert result.success
+    part = store.read_parts(first)["storage"]
+    assert part["complete"] is True and "storage/manifest.json" in part["files"]
+    for rel, entry in part["files"].items():
+        assert sha256_file(store.staging(first) / rel) == entry["sha256"]
+    assert {f"storage/{bucket}/{n}" for n in objects} <= set(part["files"])
+    assert bucket in read_catalog(store.state_dir)["buckets"]
+    keys = {event.materialization.asset_key for event in result.get_asset_materialization_events()}
+    assert {STORAGE_BUCKETS_KEY, bucket_key(bucket)} <= keys
+    write_manifest_and_publish(store, first)
+
+    # one bucket only, a day later: unchanged objects come from the first backup as hard links
+    result = dg.materialize([asset], partition_key=second, instance=instance, resources=resources,
+                            selection=[bucket_key(bucket)])
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    meta = event.materialization.metadata
+    assert event.materialization.asset_key == bucket_key(bucket)
+    assert (meta["objects"].value, meta["linked"].value, meta["downloaded_bytes"].value) == (2, 2, 0)
+    part = store.read_parts(second)["storage"]
+    assert part["complete"] is False and part["previous_backup"] == first
+    assert [b["bucket"] for b in part["buckets"]] == [bucket]
+    old, new = (store.published(first) / "storage" / bucket, store.staging(second) / "storage" / bucket)
+    assert (old / "img/logo.png").stat().st_ino == (new / "img/logo.png").stat().st_ino
