@@ -16,6 +16,7 @@ from supabackup_pipeline.core.errors import SupabackupError
 
 DEFAULT_DAGSTER_HOME = Path.home() / ".supabackup" / "dagster_home"
 COMPONENTS = ("database", "users", "storage")
+GOOD_STATUSES = ("valid", "complete")  # complete: written, integrity checks not run
 
 
 def ensure_dagster_home() -> Path:
@@ -80,7 +81,7 @@ def cmd_backup(args) -> int:
         print(f"backup_id: {result['backup_id']}\nstatus: {result['status']}\ntotal_size: {result['total_size']} bytes")
         if result.get("error"):
             print(f"error: {result['error']}", file=sys.stderr)
-    return 0 if result["status"] != "failed" else 1
+    return 0 if result["status"] in GOOD_STATUSES else 1
 
 
 def cmd_list(args) -> int:
@@ -92,9 +93,12 @@ def cmd_list(args) -> int:
     elif not backups:
         print("no backups yet")
     else:
-        print(f"{'BACKUP ID':<22} {'STATUS':<10} {'SIZE':>14}  {'COMPONENTS':<24} DESCRIPTION")
+        print(f"{'BACKUP ID':<22} {'STATUS':<9} {'SIZE':>13}  {'COMPONENTS':<23} {'LAST VERIFIED':<26} DESCRIPTION")
         for b in backups:
-            print(f"{b['backup_id']:<22} {b['status']:<10} {b['total_size']:>14}  {','.join(b['components']):<24} {b['description']}")
+            verified = "never" if not b["last_verified_at"] else \
+                f"{b['last_verified_at'][:19]} {'ok' if b['last_verify_valid'] else 'BAD'}"
+            print(f"{b['backup_id']:<22} {b['status']:<9} {b['total_size']:>13}  {','.join(b['components']):<23}"
+                  f" {verified:<26} {b['description']}")
     return 0
 
 
@@ -108,11 +112,29 @@ def cmd_show(args) -> int:
         for key in ("backup_id", "status", "created_at", "description", "total_size", "components"):
             print(f"{key}: {details[key]}")
         print(f"source: {details['source']}")
+        last = details.get("last_verification")
+        print(f"last verified: {last['verified_at']} ({'valid' if last['valid'] else 'NOT valid'})" if last else "last verified: never")
         for t in details.get("tables", []):
             print(f"  table {t['table']}: {t['rows']} rows")
         for t in details.get("users", []):
             print(f"  users {t['table']}: {t['rows']} rows")
     return 0
+
+
+def cmd_verify(args) -> int:
+    from supabackup_pipeline.operations import verify
+
+    report = verify(args.backup_id, quick=args.quick)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"backup {report['backup_id']}: {'VALID' if report['valid'] else 'NOT VALID'}"
+              f" ({report.get('files_checked', 0)} files, {report.get('bytes_read', 0)} bytes read{', quick' if args.quick else ''})")
+        for problem in report.get("problems", []):
+            print(f"  {problem['file']}: {problem['problem']}")
+        if report.get("error"):
+            print(f"error: {report['error']}", file=sys.stderr)
+    return 0 if report["valid"] else 1
 
 
 def cmd_refresh_tables(args) -> int:
@@ -149,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("backup_id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("verify", help="re-check every file of a backup against its manifest")
+    p.add_argument("backup_id")
+    p.add_argument("--quick", action="store_true", help="sizes and presence only")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("refresh-tables", help="rediscover tables and buckets for the asset list")
     p.set_defaults(func=cmd_refresh_tables)

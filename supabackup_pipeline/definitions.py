@@ -14,10 +14,12 @@ import dagster as dg
 from supabackup_pipeline.assets.database import build_database_dump, live_table_specs
 from supabackup_pipeline.assets.manifest import build_manifest_asset
 from supabackup_pipeline.assets.storage import build_storage_mirror
+from supabackup_pipeline.checks.integrity import build_integrity_checks
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.discovery_cache import read_catalog
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.jobs.backup import backup_job, backup_schedule
+from supabackup_pipeline.jobs.validate import validate_backup_job
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
 
 
@@ -30,7 +32,8 @@ def build_definitions(backup_path: str | None = None) -> dg.Definitions:
     manifest = build_manifest_asset([*database_dump.keys, *storage_mirror.keys])
     return dg.Definitions(
         assets=[*live_table_specs(tables), database_dump, storage_mirror, manifest],
-        jobs=[backup_job],
+        asset_checks=[build_integrity_checks(tables, catalog["buckets"])],
+        jobs=[backup_job, validate_backup_job],
         schedules=[backup_schedule],
         resources={
             "database": SupabaseDatabase(

@@ -17,6 +17,7 @@ from supabackup_pipeline.core.discovery_cache import update_catalog
 from supabackup_pipeline.core.errors import ConfigError
 from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.core.verify import last_verification
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 from supabackup_pipeline.resources.supabase import check_db_url
 
@@ -84,11 +85,35 @@ def run_backup(description: str = "", components: list[str] | None = None) -> di
         tags={"supabackup/description": description, "supabackup/source": "cli"}, raise_on_error=False,
     )
     summary = {"backup_id": backup_id, "run_id": result.run_id, "components": components}
-    if result.success and store.exists(backup_id):
+    if store.exists(backup_id):
         manifest = store.manifest(backup_id)
-        return {**summary, "status": manifest["status"], "total_size": manifest["total_size"],
-                "path": str(store.published(backup_id))}
+        summary.update(status=manifest["status"], total_size=manifest["total_size"], path=str(store.published(backup_id)))
+        if manifest["status"] == "invalid":
+            failed = {k: o["problems"] for k, o in manifest.get("checks", {}).get("assets", {}).items() if not o["passed"]}
+            summary["error"] = f"integrity checks failed: {failed}"
+        return summary
     return {**summary, "status": "failed", "total_size": 0, "error": _failure_message(result)}
+
+
+def verify(backup_id: str, quick: bool = False) -> dict:
+    """Run validate_backup_job for one backup; returns the verification report."""
+    from supabackup_pipeline.definitions import build_definitions
+
+    validate_backup_id(backup_id)
+    store = _store()
+    store.manifest(backup_id)  # unknown ID: BackupNotFound (exit 2) before any run
+    instance = _instance()
+    if not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
+        instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
+    job = build_definitions(str(store.root)).resolve_job_def("validate_backup_job")
+    result = job.execute_in_process(
+        instance=instance, partition_key=backup_id, raise_on_error=False,
+        run_config={"ops": {"verify_backup_files": {"config": {"quick": quick}}}},
+    )
+    report = last_verification(store.published(backup_id))
+    if report is None:
+        return {"backup_id": backup_id, "valid": False, "problems": [], "error": _failure_message(result)}
+    return {**report, "run_id": result.run_id}
 
 
 def list_backups() -> list[dict]:
@@ -96,7 +121,9 @@ def list_backups() -> list[dict]:
     out = []
     for backup_id in reversed(store.backup_ids()):
         m = store.manifest(backup_id)
-        out.append({k: m.get(k) for k in ("backup_id", "status", "created_at", "description", "total_size", "components")})
+        last = last_verification(store.published(backup_id)) or {}
+        out.append({**{k: m.get(k) for k in ("backup_id", "status", "created_at", "description", "total_size", "components")},
+                    "last_verified_at": last.get("verified_at"), "last_verify_valid": last.get("valid")})
     return out
 
 
@@ -111,6 +138,8 @@ def show_backup(backup_id: str) -> dict:
         "users": parts.get("users", {}).get("tables", []),
         "warnings": parts.get("database", {}).get("warnings", []),
         "files": len(manifest.get("files", {})),
+        "checks": manifest.get("checks"),
+        "last_verification": last_verification(_store().published(backup_id)),
     }
 
 

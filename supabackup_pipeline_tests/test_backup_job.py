@@ -59,7 +59,7 @@ def env(backup_env, seeded, tmp_path, monkeypatch):
 
 def test_backup_writes_a_complete_checksummed_private_backup(env):
     result = run_backup(description="first", components=["database", "users"])
-    assert result["status"] == "complete", result
+    assert result["status"] == "valid", result
     root = Path(result["path"])
     manifest = json.loads((root / "metadata.json").read_text())
     assert manifest["backup_id"] == result["backup_id"] == root.name
@@ -68,7 +68,7 @@ def test_backup_writes_a_complete_checksummed_private_backup(env):
     assert manifest["source"]["system_identifier"] and manifest["source"]["server_version"].startswith("15")
 
     # every file is listed with its real size and SHA-256, and nothing unlisted is there
-    on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} - {"metadata.json"}
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} - {"metadata.json", "metadata.json.sha256"}
     assert on_disk == set(manifest["files"])
     for rel, entry in manifest["files"].items():
         assert (root / rel).stat().st_size == entry["bytes"]
@@ -120,7 +120,7 @@ def test_a_table_created_after_definitions_loaded_is_still_backed_up(env, seeded
         keys_before = defs_before.resolve_asset_graph().get_all_asset_keys()
         assert table_key("public", "late_arrival") not in keys_before
         result = run_backup(components=["database"])
-        assert result["status"] == "complete"
+        assert result["status"] == "valid"
         details = show_backup(result["backup_id"])
         assert {"table": "public.late_arrival", "rows": 2} .items() <= next(
             t for t in details["tables"] if t["table"] == "public.late_arrival").items()
@@ -189,7 +189,7 @@ def test_cli_backup_list_show_json(env):
     done = _cli(["backup", "--components", "database,users", "--description", "from cli", "--json"], env)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
-    assert out["status"] == "complete" and out["total_size"] > 0
+    assert out["status"] == "valid" and out["total_size"] > 0
     listed = json.loads(_cli(["list", "--json"], env).stdout)
     assert out["backup_id"] in [b["backup_id"] for b in listed]
     shown = json.loads(_cli(["show", out["backup_id"], "--json"], env).stdout)
@@ -217,7 +217,7 @@ def test_kill_9_mid_backup_leaves_no_backup_folder_and_the_next_backup_works(env
         assert set(store.backup_ids()) == before  # nothing half-written under a backup ID
         assert not any((store.root / p.name).exists() for p in store.staging_root.iterdir())
         result = run_backup(components=["database"])
-        assert result["status"] == "complete"
+        assert result["status"] == "valid"
         assert len(set(store.backup_ids()) - before) == 1
     finally:
         with psycopg.connect(seeded, autocommit=True) as db:
@@ -234,7 +234,7 @@ def test_full_backup_includes_storage_and_the_second_one_links_unchanged_objects
         supabase_client.storage.from_(bucket).upload(name, data)
     try:
         first = run_backup(description="all")
-        assert first["status"] == "complete", first
+        assert first["status"] == "valid", first
         assert first["components"] == ["database", "users", "storage"]
         root = Path(first["path"])
         manifest = json.loads((root / "metadata.json").read_text())
@@ -245,7 +245,7 @@ def test_full_backup_includes_storage_and_the_second_one_links_unchanged_objects
 
         downloads = storage_server.faults.download_count
         second = run_backup(components=["storage"])
-        assert second["status"] == "complete", second
+        assert second["status"] == "valid", second
         assert storage_server.faults.download_count == downloads  # nothing downloaded again
         again = Path(second["path"]) / "storage" / bucket / "img/a b&c.png"
         assert again.stat().st_ino == (root / "storage" / bucket / "img/a b&c.png").stat().st_ino

@@ -28,7 +28,10 @@ def build_manifest_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         if not store.read_parts(backup_id):
             raise SupabackupError(f"backup {backup_id}: no component was written, nothing to publish")
         description = config.description or context.run.tags.get("supabackup/description", "")
-        path, manifest = write_manifest_and_publish(store, backup_id, description)
+        checks = store.read_check_record(backup_id)
+        # blocking checks that failed never let this step run; no record means they were not selected
+        status = "valid" if checks and checks["passed"] else "complete"
+        path, manifest = write_manifest_and_publish(store, backup_id, description, status=status, checks=checks)
         context.log.info(f"published backup {backup_id} at {path} ({manifest['total_size']} bytes)")
         return dg.MaterializeResult(metadata={
             "backup_id": backup_id,

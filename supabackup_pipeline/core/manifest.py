@@ -9,9 +9,9 @@ from __future__ import annotations
 from importlib.metadata import version
 from pathlib import Path
 
-from supabackup_pipeline.core.files import write_json
 from supabackup_pipeline.core.snapshot import utc_now
-from supabackup_pipeline.core.store import MANIFEST, BackupStore
+from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.core.verify import seal_manifest
 
 MANIFEST_FORMAT = 1
 
@@ -44,7 +44,17 @@ def build_manifest(backup_id: str, parts: dict[str, dict], description: str = ""
     }
 
 
-def write_manifest_and_publish(store: BackupStore, backup_id: str, description: str = "") -> tuple[Path, dict]:
-    manifest = build_manifest(backup_id, store.read_parts(backup_id), description)
-    write_json(store.staging(backup_id) / MANIFEST, manifest)
+def write_manifest_and_publish(
+    store: BackupStore, backup_id: str, description: str = "", status: str = "complete", checks: dict | None = None
+) -> tuple[Path, dict]:
+    """Seal the manifest (metadata.json + its checksum) and publish the backup in one rename.
+
+    status: "valid" when the integrity checks passed, "invalid" when one failed (the backup is
+    still published, so nothing is lost, but it never counts as a good backup), "complete" when
+    the checks did not run.
+    """
+    manifest = build_manifest(backup_id, store.read_parts(backup_id), description, status)
+    if checks is not None:
+        manifest["checks"] = checks
+    seal_manifest(store.staging(backup_id), manifest)
     return store.publish(backup_id), manifest

@@ -27,6 +27,7 @@ from supabackup_pipeline.core.files import make_private_dir, write_json
 
 MANIFEST = "metadata.json"
 PARTS = "parts"
+CHECKS = "_checks"
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,15 @@ class BackupStore:
         parts = self.staging(backup_id) / PARTS
         if not parts.is_dir():
             return {}
-        return {p.stem: json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))}
+        return {p.stem: json.loads(p.read_text()) for p in sorted(parts.glob("*.json")) if p.stem != CHECKS}
+
+    def write_check_record(self, backup_id: str, record: dict) -> None:
+        """The integrity checks' outcome, for the manifest step (valid only if they all passed)."""
+        write_json(make_private_dir(self.staging(backup_id) / PARTS) / f"{CHECKS}.json", record)
+
+    def read_check_record(self, backup_id: str) -> dict | None:
+        path = self.staging(backup_id) / PARTS / f"{CHECKS}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def publish(self, backup_id: str) -> Path:
         """Atomically move the staged backup to its final name (the manifest must be written)."""
