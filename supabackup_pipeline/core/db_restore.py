@@ -1,0 +1,393 @@
+"""Restore the database part of a backup — users and tables — in ONE transaction: all or nothing.
+
+Inside that transaction, in this order:
+1. an advisory lock (one backup or rollback per project at a time);
+2. `session_replication_role = replica` (as Supabase's own restore instructions do), so user
+   triggers do not fire on restored rows; if the role may not set it, user triggers are disabled
+   per table instead;
+3. missing sequences and tables are recreated from the backup's sidecars;
+4. every restored table is emptied by one TRUNCATE (with the auth tables that hang off users,
+   such as sessions and refresh tokens: a rollback signs everyone out), then schema drift is
+   undone on the now empty tables (added columns dropped, dropped columns re-added, types
+   reverted), and the rows are loaded with COPY;
+5. foreign keys of recreated tables are added back, sequences set to their backed-up values,
+   every foreign key touching a restored table is checked, and each table's row count and
+   content fingerprint is compared with the backup. Any difference raises: nothing commits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+
+from supabackup_pipeline.core.catalog import TableRef, describe_table, list_tables, table_exists
+from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.fingerprint import backup_fingerprint, live_fingerprint
+from supabackup_pipeline.core.pg_types import quote_ident
+from supabackup_pipeline.core.snapshot import connect
+from supabackup_pipeline.core.table_load import load_table
+
+ADVISORY_LOCK_KEY = 0x5B_AC_0F  # "supabackup": one backup or rollback per project at a time
+Log = Callable[[str], None]
+
+
+class RestoreRefused(SupabackupError):
+    """The restore cannot be done safely as asked; nothing was touched."""
+
+    exit_code = 2
+
+
+@dataclass
+class TableStep:
+    ref: TableRef
+    parquet: str
+    sidecar_path: str
+    sidecar: dict
+    exists: bool
+    rows_now: int | None
+    rows_after: int
+    drift: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"table": self.ref.qualified, "exists": self.exists, "rows_now": self.rows_now,
+                "rows_after": self.rows_after, "drift": self.drift}
+
+
+@dataclass
+class DatabasePlan:
+    tables: list[TableStep]
+    emptied_auth_tables: list[str] = field(default_factory=list)
+    new_tables: list[str] = field(default_factory=list)
+    drop_new_tables: bool = False
+    sequences: list[dict] = field(default_factory=list)
+    users: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"tables": [t.to_json() for t in self.tables], "emptied_auth_tables": self.emptied_auth_tables,
+                "new_tables": self.new_tables, "drop_new_tables": self.drop_new_tables,
+                "sequences": len(self.sequences), "users": self.users}
+
+
+def backup_tables(manifest: dict, components: list[str]) -> list[tuple[TableRef, str, str]]:
+    """(table, parquet, sidecar) of every table dump of the chosen components, as the manifest lists them."""
+    parts = manifest.get("parts", {})
+    out = []
+    if "users" in components:
+        out += [(TableRef(*t["table"].split(".", 1)), t["parquet"], t["sidecar"]) for t in parts.get("users", {}).get("tables", [])]
+    if "database" in components:
+        out += [(TableRef(t["schema"], t["name"]), t["parquet"], t["sidecar"]) for t in parts.get("database", {}).get("tables", [])]
+    return out
+
+
+def plan_database_restore(
+    conn: psycopg.Connection, root: Path, manifest: dict, components: list[str],
+    tables: list[str] | None = None, drop_new_tables: bool = False,
+) -> DatabasePlan:
+    """What a restore would do, read from the live database without changing it."""
+    available = backup_tables(manifest, components)
+    if tables is not None:
+        known = {ref.qualified for ref, _, _ in available}
+        unknown = sorted(set(tables) - known)
+        if unknown:
+            raise RestoreRefused(f"not in this backup (or not in the chosen components): {', '.join(unknown)}")
+        available = [a for a in available if a[0].qualified in set(tables) or a[0].schema == "auth"]
+    steps = []
+    for ref, parquet, sidecar_rel in available:
+        sidecar = json.loads((root / sidecar_rel).read_text())
+        exists = table_exists(conn, ref)
+        rows_now = conn.execute(f"SELECT count(*) FROM ONLY {ref.sql}").fetchone()[0] if exists else None
+        drift = _drift(conn, ref, sidecar) if exists else ["dropped since the backup: will be recreated"]
+        if ref.schema == "auth" and any(d.startswith("column") and "re-added" in d for d in drift):
+            raise RestoreRefused(f"{ref.qualified} lost columns since the backup ({drift}); Supabase Auth owns its"
+                                 " schema, so supabackup will not alter it")
+        steps.append(TableStep(ref, parquet, sidecar_rel, sidecar, exists, rows_now, sidecar["row_count"], drift))
+    restored = {s.ref for s in steps}
+
+    plan = DatabasePlan(tables=steps, drop_new_tables=drop_new_tables)
+    schemas = manifest.get("parts", {}).get("database", {}).get("schemas", [])
+    if "database" in components and tables is None:
+        live = list_tables(conn, schemas)
+        plan.new_tables = sorted(t.qualified for t in live if t not in restored)
+    plan.emptied_auth_tables, blockers = _dependents(conn, restored, set() if not drop_new_tables else set(plan.new_tables))
+    if blockers:
+        raise RestoreRefused(
+            "restoring would empty tables you did not select, because they reference restored tables with"
+            f" foreign keys: {', '.join(blockers)}. Select them too (--tables) or restore all tables."
+        )
+    seq_path = root / "database" / "sequences.json"
+    if "database" in components and seq_path.exists():
+        owned = {s.ref.qualified for s in steps}
+        plan.sequences = [
+            s for s in json.loads(seq_path.read_text())
+            if tables is None or (s.get("owned_by") and s["owned_by"].rsplit(".", 1)[0].replace('"', "") in owned)
+        ]
+    if "users" in components:
+        plan.users = _users_diff(conn, root, steps)
+    return plan
+
+
+def _live_columns(conn: psycopg.Connection, ref: TableRef) -> dict[str, str]:
+    return {c.name: c.pg_type for c in describe_table(conn, ref).columns}
+
+
+def _drift(conn: psycopg.Connection, ref: TableRef, sidecar: dict) -> list[str]:
+    live = _live_columns(conn, ref)
+    backed = {c["name"]: c["type"] for c in sidecar["columns"]}
+    drift = [f"column {n} added since the backup: will be dropped" for n in live if n not in backed]
+    drift += [f"column {n} dropped since the backup: will be re-added" for n in backed if n not in live]
+    drift += [f"column {n} retyped {live[n]} -> {t}: will revert" for n, t in backed.items() if n in live and live[n] != t]
+    return drift
+
+
+def _dependents(conn, restored: set[TableRef], dropped: set[str]) -> tuple[list[str], list[str]]:
+    """Tables that reference the emptied ones, transitively (TRUNCATE must include them): auth
+    tables (sessions, refresh tokens, ...) are emptied too, any other table blocks the restore."""
+    emptied: set[TableRef] = set()
+    blockers: set[str] = set()
+    frontier = set(restored)
+    while frontier:
+        rows = conn.execute(
+            """
+            SELECT DISTINCT n.nspname, c.relname FROM pg_constraint k
+            JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE k.contype = 'f' AND k.confrelid = ANY(SELECT to_regclass(x) FROM unnest(%s::text[]) x)
+            """,
+            ([t.sql for t in frontier],),
+        ).fetchall()
+        frontier = set()
+        for schema, name in rows:
+            ref = TableRef(schema, name)
+            if ref in restored or ref in emptied or ref.qualified in dropped:
+                continue
+            if schema == "auth":
+                emptied.add(ref)
+                frontier.add(ref)
+            else:
+                blockers.add(ref.qualified)
+    return sorted(t.qualified for t in emptied), sorted(blockers)
+
+
+def _users_diff(conn, root: Path, steps: list[TableStep]) -> dict:
+    import pyarrow.parquet as pq
+
+    users = next((s for s in steps if s.ref.qualified == "auth.users"), None)
+    if users is None:
+        return {}
+    table = pq.read_table(root / users.parquet, columns=["id", "encrypted_password", "email", "updated_at"])
+    backed = {str(r["id"]): (r["encrypted_password"], r["email"], r["updated_at"]) for r in table.to_pylist()}
+    live = {str(r[0]): (r[1], r[2], r[3]) for r in conn.execute(
+        "SELECT id, encrypted_password, email, updated_at FROM auth.users")}
+    return {
+        "added_since_backup (removed)": len(set(live) - set(backed)),
+        "deleted_since_backup (restored)": len(set(backed) - set(live)),
+        "changed_since_backup (reverted)": sum(1 for k in set(live) & set(backed) if live[k] != backed[k]),
+        "users_after": len(backed),
+    }
+
+
+# ------------------------------------------------------------------ apply
+def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log = print) -> dict:
+    """Carry out the plan in one transaction; returns per-table results (rows, fingerprints, seconds)."""
+    started = time.monotonic()
+    results: list[dict] = []
+    with connect(db_url) as conn:
+        with conn.transaction():
+            if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()[0]:
+                raise SupabackupError("another supabackup backup or rollback is running on this project; try again later")
+            conn.execute("SET LOCAL synchronize_seqscans = off")  # restored tables read back in load order
+            conn.execute("SET LOCAL lock_timeout = '60s'")
+            replica = _try_replica(conn)
+            log("user triggers: " + ("off (session_replication_role = replica)" if replica else "disabled per table"))
+            creating = [s for s in plan.tables if not s.exists]
+            _create_sequences(conn, plan, creating)
+            for step in creating:
+                conn.execute(create_table_sql(step.sidecar))
+                log(f"recreated {step.ref.qualified}")
+            if plan.drop_new_tables:
+                for name in plan.new_tables:
+                    conn.execute(f"DROP TABLE {TableRef(*name.split('.', 1)).sql}")
+                    log(f"dropped {name} (created after the backup)")
+            targets = [s.ref.sql for s in plan.tables] + [TableRef(*n.split(".", 1)).sql for n in plan.emptied_auth_tables]
+            if targets:
+                conn.execute(f"TRUNCATE {', '.join(targets)}")
+            for step in plan.tables:
+                if step.exists:
+                    _undo_drift(conn, step)
+                if not replica:
+                    conn.execute(f"ALTER TABLE {step.ref.sql} DISABLE TRIGGER USER")
+            for step in _parents_first(plan.tables):
+                t0 = time.monotonic()
+                rows = load_table(conn, root / step.parquet, step.sidecar)
+                results.append({"table": step.ref.qualified, "rows": rows, "seconds": round(time.monotonic() - t0, 3)})
+                log(f"restored {step.ref.qualified}: {rows} rows")
+            for step in creating:
+                for statement in foreign_key_sql(step.sidecar):
+                    conn.execute(statement)
+            if not replica:
+                for step in plan.tables:
+                    conn.execute(f"ALTER TABLE {step.ref.sql} ENABLE TRIGGER USER")
+            for seq in plan.sequences:
+                conn.execute("SELECT setval(%s::regclass, %s, %s)",
+                             (TableRef(seq["schema"], seq["name"]).sql, seq["last_value"], seq["is_called"]))
+            violations = check_foreign_keys(conn, [s.ref for s in plan.tables])
+            if violations:
+                raise SupabackupError("restored rows break foreign keys, nothing was changed: " + "; ".join(violations))
+            mismatches = _post_validate(conn, plan, root, results)
+            if mismatches:
+                raise SupabackupError("post-validation failed, nothing was changed: " + "; ".join(mismatches))
+            log("post-validation passed: every restored table matches the backup; committing")
+    return {"tables": results, "seconds": round(time.monotonic() - started, 3), "replica_mode": replica}
+
+
+def _try_replica(conn: psycopg.Connection) -> bool:
+    try:
+        with conn.transaction():  # a savepoint: a refusal leaves the outer transaction usable
+            conn.execute("SET LOCAL session_replication_role = replica")
+        return True
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+
+
+def _create_sequences(conn, plan: DatabasePlan, creating: list[TableStep]) -> None:
+    """Sequences that tables being recreated use as defaults (serial columns), before the tables."""
+    identity = {(s.ref.qualified, c["name"]) for s in creating for c in s.sidecar["columns"] if c.get("identity")}
+    for seq in plan.sequences:
+        owner = (seq.get("owned_by") or "").replace('"', "")
+        if owner and tuple(owner.rsplit(".", 1)) in identity:
+            continue  # an identity column makes its own sequence
+        conn.execute(f"CREATE SEQUENCE IF NOT EXISTS {TableRef(seq['schema'], seq['name']).sql}")
+
+
+def create_table_sql(sidecar: dict) -> str:
+    """CREATE TABLE (+ indexes, RLS, policies, triggers) from a sidecar, without foreign keys."""
+    ref = TableRef(sidecar["schema"], sidecar["table"])
+    lines = []
+    for c in sidecar["columns"]:
+        line = f"    {quote_ident(c['name'])} {c['type']}"
+        if c.get("generated"):
+            line += f" GENERATED ALWAYS AS ({c['default']}) STORED"
+        elif c.get("identity"):
+            line += f" GENERATED {'ALWAYS' if c['identity'] == 'always' else 'BY DEFAULT'} AS IDENTITY"
+        elif c.get("default") is not None:
+            line += f" DEFAULT {c['default']}"
+        if c.get("not_null"):
+            line += " NOT NULL"
+        lines.append(line)
+    lines += [f"    CONSTRAINT {quote_ident(k['name'])} {k['definition']}" for k in sidecar["constraints"] if k["type"] != "f"]
+    statements = [f"CREATE {'UNLOGGED ' if sidecar.get('unlogged') else ''}TABLE {ref.sql} (\n" + ",\n".join(lines) + "\n)"]
+    statements += [i["definition"] for i in sidecar.get("indexes", [])]
+    if sidecar.get("rls_enabled"):
+        statements.append(f"ALTER TABLE {ref.sql} ENABLE ROW LEVEL SECURITY")
+    if sidecar.get("rls_forced"):
+        statements.append(f"ALTER TABLE {ref.sql} FORCE ROW LEVEL SECURITY")
+    for p in sidecar.get("policies", []):
+        roles = ", ".join(r if r == "public" else quote_ident(r) for r in p["roles"])
+        statement = f"CREATE POLICY {quote_ident(p['name'])} ON {ref.sql} AS {p['permissive']} FOR {p['command']} TO {roles}"
+        statement += f" USING ({p['using']})" if p.get("using") else ""
+        statement += f" WITH CHECK ({p['with_check']})" if p.get("with_check") else ""
+        statements.append(statement)
+    statements += [t["definition"] for t in sidecar.get("triggers", [])]
+    return ";\n".join(statements)
+
+
+def foreign_key_sql(sidecar: dict) -> list[str]:
+    ref = TableRef(sidecar["schema"], sidecar["table"])
+    return [f"ALTER TABLE {ref.sql} ADD CONSTRAINT {quote_ident(k['name'])} {k['definition']}"
+            for k in sidecar["constraints"] if k["type"] == "f"]
+
+
+def _undo_drift(conn, step: TableStep) -> None:
+    """On the emptied table: drop added columns, re-add dropped ones, revert types."""
+    live = _live_columns(conn, step.ref)
+    backed = {c["name"]: c for c in step.sidecar["columns"]}
+    for name in live:
+        if name not in backed:
+            conn.execute(f"ALTER TABLE {step.ref.sql} DROP COLUMN {quote_ident(name)}")
+    for name, c in backed.items():
+        if name not in live:
+            definition = c["type"]
+            if c.get("generated"):
+                definition += f" GENERATED ALWAYS AS ({c['default']}) STORED"
+            elif c.get("identity"):
+                definition += f" GENERATED {'ALWAYS' if c['identity'] == 'always' else 'BY DEFAULT'} AS IDENTITY"
+            elif c.get("default") is not None:
+                definition += f" DEFAULT {c['default']}"
+            if c.get("not_null"):
+                definition += " NOT NULL"
+            conn.execute(f"ALTER TABLE {step.ref.sql} ADD COLUMN {quote_ident(name)} {definition}")
+        elif live[name] != c["type"]:
+            col = quote_ident(name)
+            conn.execute(f"ALTER TABLE {step.ref.sql} ALTER COLUMN {col} DROP DEFAULT")
+            conn.execute(f"ALTER TABLE {step.ref.sql} ALTER COLUMN {col} TYPE {c['type']} USING NULL")
+            if c.get("default") is not None and not c.get("identity") and not c.get("generated"):
+                conn.execute(f"ALTER TABLE {step.ref.sql} ALTER COLUMN {col} SET DEFAULT {c['default']}")
+
+
+def _parents_first(steps: list[TableStep]) -> list[TableStep]:
+    """Referenced tables before the tables that reference them (needed when triggers stay on)."""
+    by_name = {s.ref.qualified: s for s in steps}
+    deps = {s.ref.qualified: set() for s in steps}
+    for s in steps:
+        for k in s.sidecar["constraints"]:
+            if k["type"] == "f":
+                target = k["definition"].split("REFERENCES ", 1)[1].split("(", 1)[0].strip().replace('"', "")
+                if target in by_name and target != s.ref.qualified:
+                    deps[s.ref.qualified].add(target)
+    ordered, seen = [], set()
+
+    def visit(name: str, stack: set) -> None:
+        if name in seen or name in stack:
+            return
+        for parent in deps[name]:
+            visit(parent, stack | {name})
+        seen.add(name)
+        ordered.append(by_name[name])
+
+    for name in deps:
+        visit(name, set())
+    return ordered
+
+
+def check_foreign_keys(conn, tables: list[TableRef]) -> list[str]:
+    """Foreign keys into or out of the restored tables that some row breaks (MATCH SIMPLE semantics)."""
+    rows = conn.execute(
+        """
+        SELECT k.conname, k.conrelid::regclass::text, k.confrelid::regclass::text,
+               ARRAY(SELECT quote_ident(attname) FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+                     JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY i),
+               ARRAY(SELECT quote_ident(attname) FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
+                     JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY i)
+        FROM pg_constraint k
+        WHERE k.contype = 'f' AND (k.conrelid = ANY(%s::regclass[]) OR k.confrelid = ANY(%s::regclass[]))
+        """,
+        ([t.sql for t in tables], [t.sql for t in tables]),
+    ).fetchall()
+    broken = []
+    for name, child, parent, cols, pcols in rows:
+        not_null = " AND ".join(f"c.{c} IS NOT NULL" for c in cols)
+        match = " AND ".join(f"p.{p} = c.{c}" for c, p in zip(cols, pcols))
+        bad = conn.execute(
+            f"SELECT count(*) FROM {child} c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})"
+        ).fetchone()[0]
+        if bad:
+            broken.append(f"{name} on {child}: {bad} rows reference missing {parent} rows")
+    return broken
+
+
+def _post_validate(conn, plan: DatabasePlan, root: Path, results: list[dict]) -> list[str]:
+    mismatches = []
+    by_table = {r["table"]: r for r in results}
+    for step in plan.tables:
+        expected_rows, expected = backup_fingerprint(root / step.parquet, step.sidecar)
+        rows, actual = live_fingerprint(conn, describe_table(conn, step.ref), step.sidecar)
+        by_table[step.ref.qualified].update(fingerprint=actual)
+        if rows != expected_rows or rows != step.rows_after:
+            mismatches.append(f"{step.ref.qualified}: {rows} rows, backup has {expected_rows}")
+        elif actual != expected:
+            mismatches.append(f"{step.ref.qualified}: content differs from the backup")
+    return mismatches
