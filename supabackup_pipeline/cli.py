@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.errors import SupabackupError, UsageError
 
 DEFAULT_DAGSTER_HOME = Path.home() / ".supabackup" / "dagster_home"
 COMPONENTS = ("database", "users", "storage")
@@ -137,6 +137,38 @@ def cmd_verify(args) -> int:
     return 0 if report["valid"] else 1
 
 
+def cmd_rollback(args) -> int:
+    from supabackup_pipeline.core.backup_id import validate_backup_id
+    from supabackup_pipeline.operations import rollback
+
+    validate_backup_id(args.backup_id)
+    options = {
+        "components": parse_components(args.components),
+        "tables": [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None,
+        "dry_run": args.dry_run, "safety_backup": not args.no_safety_backup,
+        "allow_other_project": args.allow_other_project, "drop_new_tables": args.drop_new_tables,
+    }
+    if not args.dry_run and not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("a rollback changes the live project: confirm with --yes (no terminal to ask on)")
+        answer = input(f"Roll the live project back to backup {args.backup_id}? Type the backup ID to confirm: ")
+        if answer.strip() != args.backup_id:
+            print("not confirmed; nothing was changed", file=sys.stderr)
+            return 1
+    report = rollback(args.backup_id, options)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(f"rollback to {args.backup_id}: {report['status']}")
+        if report.get("safety_backup"):
+            print(f"safety backup (undo with `supabackup rollback {report['safety_backup']}`): {report['safety_backup']}")
+        print(json.dumps(report.get("plan", {}), indent=2, default=str))
+        if report.get("error"):
+            print(f"error: {report['error']}", file=sys.stderr)
+    ok = report["status"] == ("planned" if args.dry_run else "restored")
+    return 0 if ok else 1
+
+
 def cmd_refresh_tables(args) -> int:
     from supabackup_pipeline.operations import refresh_tables
 
@@ -177,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="sizes and presence only")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("rollback", help="restore the live project from a backup")
+    p.add_argument("backup_id")
+    p.add_argument("--components", default=",".join(COMPONENTS), help="comma-separated: database,users,storage")
+    p.add_argument("--tables", default=None, help="only these tables: schema.table,...")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    p.add_argument("--no-safety-backup", action="store_true", help="skip the backup of the current state")
+    p.add_argument("--allow-other-project", action="store_true", help="restore a backup taken from another project")
+    p.add_argument("--drop-new-tables", action="store_true", help="drop tables created after the backup")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("refresh-tables", help="rediscover tables and buckets for the asset list")
     p.set_defaults(func=cmd_refresh_tables)

@@ -16,6 +16,7 @@ from supabackup_pipeline.core.catalog import list_tables
 from supabackup_pipeline.core.discovery_cache import update_catalog
 from supabackup_pipeline.core.errors import ConfigError
 from supabackup_pipeline.core.snapshot import connect
+from supabackup_pipeline.core.rollback_history import rollback_history
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.core.verify import last_verification
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
@@ -65,15 +66,19 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
             while error.cause is not None and (error.cls_name or "").startswith("Dagster"):  # unwrap to ours
                 error = error.cause
             return f"{event.step_key}: {error.message.strip()}"
+    for event in result.all_events:
+        if event.event_type_value in ("RUN_FAILURE", "PIPELINE_FAILURE") and event.message:
+            return event.message
     return "the run failed (see the run's logs in the Dagster UI)"
 
 
-def run_backup(description: str = "", components: list[str] | None = None) -> dict:
+def run_backup(description: str = "", components: list[str] | None = None,
+               instance: dg.DagsterInstance | None = None, extra_tags: dict | None = None) -> dict:
     from supabackup_pipeline.definitions import build_definitions
 
     components = components or ["database", "users", "storage"]
     _check_env(components)
-    instance = _instance()
+    instance = instance or _instance()
     store = _store()
     existing = set(instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME)) | set(store.backup_ids())
     backup_id = unique_backup_id(existing)
@@ -82,7 +87,8 @@ def run_backup(description: str = "", components: list[str] | None = None) -> di
     job = defs.resolve_job_def("backup_job")
     result = job.execute_in_process(
         instance=instance, partition_key=backup_id, asset_selection=_selection(defs, components),
-        tags={"supabackup/description": description, "supabackup/source": "cli"}, raise_on_error=False,
+        tags={"supabackup/description": description, "supabackup/source": "cli", **(extra_tags or {})},
+        raise_on_error=False,
     )
     summary = {"backup_id": backup_id, "run_id": result.run_id, "components": components}
     if store.exists(backup_id):
@@ -116,6 +122,32 @@ def verify(backup_id: str, quick: bool = False) -> dict:
     return {**report, "run_id": result.run_id}
 
 
+def rollback(backup_id: str, options: dict) -> dict:
+    """Run rollback_job for one backup (options: RollbackConfig fields; confirm is set here)."""
+    from supabackup_pipeline.definitions import build_definitions
+
+    validate_backup_id(backup_id)
+    store = _store()
+    store.manifest(backup_id)  # unknown ID: BackupNotFound (exit 2) before any run
+    components = options.get("components") or ["database", "users", "storage"]
+    _check_env(components)
+    instance = _instance()
+    if not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
+        instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
+    job = build_definitions(str(store.root)).resolve_job_def("rollback_job")
+    config = {**options, "components": components, "confirm": backup_id}
+    result = job.execute_in_process(
+        instance=instance, partition_key=backup_id, raise_on_error=False,
+        run_config={"ops": {"rollback_project": {"config": config}}},
+        tags={"supabackup/source": "cli"},
+    )
+    reports = [r for r in rollback_history(store, backup_id) if r.get("run_id") == result.run_id]
+    report = reports[-1] if reports else {"backup_id": backup_id, "status": "failed"}
+    if not result.success:
+        report = {**report, "status": "failed", "error": report.get("error") or _failure_message(result)}
+    return {**report, "run_id": result.run_id}
+
+
 def list_backups() -> list[dict]:
     store = _store()
     out = []
@@ -140,6 +172,8 @@ def show_backup(backup_id: str) -> dict:
         "files": len(manifest.get("files", {})),
         "checks": manifest.get("checks"),
         "last_verification": last_verification(_store().published(backup_id)),
+        "rollbacks": [{k: r.get(k) for k in ("recorded_at", "status", "dry_run", "steps", "safety_backup", "error", "run_id")}
+                      for r in rollback_history(_store(), backup_id)],
     }
 
 

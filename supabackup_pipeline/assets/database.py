@@ -46,7 +46,7 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
     table_specs = [
         dg.AssetSpec(
             table_key(t.schema, t.name), deps=[live_table_key(t.schema, t.name)], group_name="tables",
-            kinds={"postgres", "parquet"}, skippable=True, metadata={"table": t.qualified},
+            kinds={"postgres", "parquet"}, metadata={"table": t.qualified},
             description=f"Backup of {t.qualified}: rows as Parquet plus a JSON sidecar (types, DDL, checksums).",
         )
         for t in tables
@@ -122,6 +122,11 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
             key = table_key(dump.ref.schema, dump.ref.name)
             if key in selected:
                 yield dg.MaterializeResult(asset_key=key, metadata=_dump_metadata(dump, backup_id))
+        for key in sorted(k for k in selected if k in by_key and by_key[k].qualified in gone):
+            # reported, not skipped: a skipped output would also skip the checks and the manifest
+            yield dg.MaterializeResult(asset_key=key, metadata={
+                "backup_id": backup_id, "table": by_key[key].qualified,
+                "status": "gone: the table no longer exists, nothing was backed up"})
         if USERS_KEY in selected:
             counts = {d.ref.qualified: d.rows for d in result.users}
             yield dg.MaterializeResult(asset_key=USERS_KEY, metadata={

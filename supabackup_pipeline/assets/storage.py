@@ -48,7 +48,7 @@ def _mirror_metadata(backup_id: str, mirrors: list[BucketMirror], seconds: float
 def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
     bucket_specs = [
         dg.AssetSpec(
-            bucket_key(name), group_name="storage", kinds={"supabase", "storage"}, skippable=True,
+            bucket_key(name), group_name="storage", kinds={"supabase", "storage"},
             metadata={"bucket": name},
             description=f"Mirror of the Storage bucket {name!r}: every object byte for byte, plus its settings"
             " and object metadata in storage/manifest.json.",
@@ -126,5 +126,10 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
                     **_mirror_metadata(backup_id, [m], m.seconds),
                     "bucket": m.bucket["id"], "public": m.bucket.get("public", False),
                 })
+        for key in sorted(k for k in selected if k in by_key and by_key[k] in gone):
+            # reported, not skipped: a skipped output would also skip the checks and the manifest
+            yield dg.MaterializeResult(asset_key=key, metadata={
+                "backup_id": backup_id, "bucket": by_key[key],
+                "status": "gone: the bucket no longer exists, nothing was backed up"})
 
     return storage_mirror

@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from supabackup_pipeline.core.catalog import TableRef, list_tables
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.files import make_private_dir, open_private, sha256_file, write_json
+from supabackup_pipeline.core.project_lock import lock_project
 from supabackup_pipeline.core.snapshot import Snapshot, SnapshotInfo, open_snapshot
 from supabackup_pipeline.core.table_dump import TableDump, dump_table
 
@@ -61,6 +62,7 @@ def backup_database(
     db_dir = make_private_dir(out_dir / "database")
     users_dir = make_private_dir(out_dir / "users") if include_users else None
     with open_snapshot(db_url) as snap:
+        lock_project(snap.coordinator, "backup")
         discovered = list_tables(snap.coordinator, schemas)
         result = DatabaseBackup(snapshot=snap.info, discovered_tables=[t.qualified for t in discovered])
         selected = discovered if tables is None else [t for t in discovered if t in tables]

@@ -29,10 +29,10 @@ from supabackup_pipeline.core.catalog import TableRef, describe_table, list_tabl
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.fingerprint import backup_fingerprint, live_fingerprint
 from supabackup_pipeline.core.pg_types import quote_ident
+from supabackup_pipeline.core.project_lock import lock_project
 from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.table_load import load_table
 
-ADVISORY_LOCK_KEY = 0x5B_AC_0F  # "supabackup": one backup or rollback per project at a time
 Log = Callable[[str], None]
 
 
@@ -197,8 +197,7 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
     results: list[dict] = []
     with connect(db_url) as conn:
         with conn.transaction():
-            if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()[0]:
-                raise SupabackupError("another supabackup backup or rollback is running on this project; try again later")
+            lock_project(conn, "rollback")
             conn.execute("SET LOCAL synchronize_seqscans = off")  # restored tables read back in load order
             conn.execute("SET LOCAL lock_timeout = '60s'")
             replica = _try_replica(conn)

@@ -23,3 +23,9 @@ class BackupNotFound(SupabackupError):
 
 class UnsafeName(SupabackupError):
     """A name from the server would write outside the backup folder."""
+
+
+class UsageError(SupabackupError):
+    """The command was called wrongly (e.g. a rollback without confirmation and no terminal)."""
+
+    exit_code = 2

@@ -57,7 +57,7 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _optional(conn: psycopg.Connection, query: str) -> str | None:
+def optional_fact(conn: psycopg.Connection, query: str) -> str | None:
     """Server facts that a restricted role may not be allowed to read: None rather than failing."""
     try:
         with conn.transaction():
@@ -131,13 +131,13 @@ def open_snapshot(db_url: str) -> Iterator[Snapshot]:
     coordinator = connect(db_url)
     try:
         server_version = coordinator.execute("SHOW server_version").fetchone()[0]
-        system_identifier = _optional(coordinator, "SELECT system_identifier FROM pg_control_system()")
+        system_identifier = optional_fact(coordinator, "SELECT system_identifier FROM pg_control_system()")
         database = coordinator.execute("SELECT current_database()").fetchone()[0]
         coordinator.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot_id, txid_snapshot, taken_at = coordinator.execute(
             "SELECT pg_export_snapshot(), txid_current_snapshot()::text, now()"
         ).fetchone()
-        wal_lsn = _optional(coordinator, "SELECT pg_current_wal_lsn()::text")
+        wal_lsn = optional_fact(coordinator, "SELECT pg_current_wal_lsn()::text")
         info = SnapshotInfo(
             snapshot_id=snapshot_id, txid_snapshot=txid_snapshot, wal_lsn=wal_lsn,
             server_version=server_version, system_identifier=system_identifier, database=database,

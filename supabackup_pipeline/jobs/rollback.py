@@ -1,0 +1,85 @@
+"""rollback_job: restore the live project from the backup chosen as the partition.
+
+An op job, not assets, on purpose: restores change the live project, so no "Materialize all",
+backfill, schedule or automation condition on the backup assets can ever start one. It runs
+only when a person launches it (UI launchpad with `confirm` set to the backup ID, or
+`supabackup rollback ID`). The restored live tables still show up in the asset graph: the run
+reports a materialization of each `live/<schema>/<table>` asset with `restored_from`.
+"""
+
+import dagster as dg
+from pydantic import Field
+
+from supabackup_pipeline.assets.keys import live_table_key
+from supabackup_pipeline.core.backup_id import validate_backup_id
+from supabackup_pipeline.core.rollback import COMPONENTS, RollbackOptions, run_rollback
+from supabackup_pipeline.core.rollback_history import record_rollback
+from supabackup_pipeline.partitions import backup_partitions
+from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
+
+PROJECT_POOL = "supabackup_project"  # give it a limit of 1 in dagster.yaml: one backup/rollback at a time
+
+
+class RollbackConfig(dg.Config):
+    components: list[str] = Field(default=list(COMPONENTS), description="database, users, storage")
+    tables: list[str] | None = Field(default=None, description="only these tables (schema.table); default all")
+    dry_run: bool = Field(default=False, description="print the plan only; change nothing")
+    safety_backup: bool = Field(default=True, description="back up the current state first, so the rollback can be undone")
+    allow_other_project: bool = Field(default=False, description="restore a backup taken from another project")
+    drop_new_tables: bool = Field(default=False, description="drop tables created after the backup")
+    confirm: str = Field(default="", description="type the backup ID here to confirm a real rollback")
+
+
+@dg.op(pool=PROJECT_POOL, description="Pre-validate, safety backup, restore database (one transaction) and storage, post-validate.")
+def rollback_project(context: dg.OpExecutionContext, config: RollbackConfig, database: SupabaseDatabase,
+                     storage: SupabaseStorage, backups: BackupStorage):
+    backup_id = validate_backup_id(context.partition_key)
+    if not config.dry_run and config.confirm != backup_id:
+        raise dg.Failure(description=f"a real rollback needs confirmation: set `confirm` to {backup_id!r} in the run config")
+    options = RollbackOptions(
+        components=config.components, tables=config.tables, dry_run=config.dry_run, safety_backup=config.safety_backup,
+        allow_other_project=config.allow_other_project, drop_new_tables=config.drop_new_tables,
+    )
+    store = backups.store()
+
+    def safety_backup() -> str:
+        from supabackup_pipeline.operations import run_backup
+
+        result = run_backup(description=f"pre-rollback of {backup_id}", components=config.components,
+                            instance=context.instance, extra_tags={"supabackup/pre_rollback_of": backup_id})
+        if result["status"] != "valid":
+            raise dg.Failure(description=f"the safety backup failed ({result.get('error')}); nothing was restored")
+        return result["backup_id"]
+
+    needs_db = bool({"database", "users"} & set(config.components))
+    try:
+        report = run_rollback(
+            store, backup_id, database.database_url() if needs_db else None,
+            storage.client() if "storage" in config.components else None, options,
+            take_safety_backup=safety_backup, log=context.log.info,
+        )
+    except Exception as exc:
+        record_rollback(store, {"backup_id": backup_id, "run_id": context.run_id, "status": "failed",
+                                "dry_run": config.dry_run, "error": str(exc)})
+        raise
+    report["run_id"] = context.run_id
+    record_rollback(store, report)
+    for table in report.get("database", {}).get("tables", []):
+        schema, name = table["table"].split(".", 1)
+        context.log_event(dg.AssetMaterialization(
+            asset_key=live_table_key(schema, name),
+            metadata={"restored_from": backup_id, "rows": dg.MetadataValue.int(table["rows"]),
+                      "duration_s": dg.MetadataValue.float(table["seconds"]), "fingerprint": table.get("fingerprint", "")},
+        ))
+    return dg.Output(None, metadata={
+        "backup_id": backup_id, "status": report["status"], "dry_run": config.dry_run,
+        "safety_backup": report.get("safety_backup", ""), "steps_s": dg.MetadataValue.json(report["steps"]),
+        "plan": dg.MetadataValue.json(report["plan"]),
+        "storage": dg.MetadataValue.json(report.get("storage", {})),
+    })
+
+
+@dg.job(partitions_def=backup_partitions, tags={"supabackup/kind": "rollback"},
+        description="Roll the live project back to the backup chosen as the partition (needs `confirm`).")
+def rollback_job():
+    rollback_project()

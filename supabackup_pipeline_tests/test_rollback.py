@@ -1,0 +1,248 @@
+"""rollback_job end to end: damage a project in every way, roll back, compare with the moment of the backup."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from supabackup_pipeline.operations import rollback, run_backup, show_backup
+
+# Content of every table, column order ignored (a re-added column comes back last), row order ignored.
+FINGERPRINT = """
+SELECT c.relname, (SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) FROM (
+    SELECT to_jsonb(t)::text AS x FROM {schema}.{table} t) s)
+"""
+
+
+def project_state(db_url: str, bucket_names: list[str], client) -> dict:
+    with psycopg.connect(db_url) as db:
+        tables = db.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'r' AND (n.nspname = 'public' OR (n.nspname = 'auth' AND c.relname IN"
+            " ('users', 'identities', 'mfa_factors'))) ORDER BY 1, 2").fetchall()
+        content = {}
+        for schema, table in tables:
+            rows = db.execute(f'SELECT to_jsonb(t)::text FROM "{schema}"."{table}" t').fetchall()
+            content[f"{schema}.{table}"] = sorted(r[0] for r in rows)
+        columns = db.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'"
+            " ORDER BY 1, 2").fetchall()
+        sequences = db.execute("SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1").fetchall()
+    objects = {}
+    for bucket in bucket_names:
+        try:
+            info = client.get_bucket(bucket)
+        except Exception:
+            objects[bucket] = None
+            continue
+        settings = (info.public, info.file_size_limit, sorted(info.allowed_mime_types or []))
+        listing = client.from_(bucket).list_v2({"limit": 1000})
+        items = listing["objects"] if isinstance(listing, dict) else listing.objects
+        names = sorted((o["name"] if isinstance(o, dict) else o.name) for o in items)
+        objects[bucket] = (settings, {n: (client.from_(bucket).download(n),
+                                         (client.from_(bucket).info(n) or {}).get("content_type")) for n in names})
+    return {"content": content, "columns": columns, "sequences": sequences, "storage": objects}
+
+
+@pytest.fixture
+def project(backup_env, project_db_url, supabase_client, tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    suffix = uuid.uuid4().hex[:6]
+    with psycopg.connect(project_db_url, autocommit=True) as db:
+        db.execute("""
+            DROP TABLE IF EXISTS public.order_items, public.orders, public.customers, public.audit, public.later, public.bulk CASCADE;
+            DROP FUNCTION IF EXISTS public.audit_customer() CASCADE;
+            DELETE FROM auth.users;
+            CREATE TABLE public.customers (id serial PRIMARY KEY, name text NOT NULL, email text);
+            CREATE TABLE public.orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                customer_id int NOT NULL REFERENCES public.customers(id), total numeric(10,2), note text);
+            CREATE TABLE public.order_items (order_id bigint REFERENCES public.orders(id), sku text, qty int);
+            CREATE TABLE public.audit (id serial PRIMARY KEY, what text);
+            CREATE FUNCTION public.audit_customer() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN INSERT INTO public.audit (what) VALUES ('customer ' || NEW.id); RETURN NEW; END $$;
+            CREATE TRIGGER customer_audit AFTER INSERT ON public.customers FOR EACH ROW EXECUTE FUNCTION public.audit_customer();
+            INSERT INTO public.customers (name, email) SELECT 'c' || g, 'c' || g || '@x.io' FROM generate_series(1, 200) g;
+            INSERT INTO public.orders (customer_id, total, note) SELECT 1 + g % 200, g * 1.5, 'n' || g FROM generate_series(1, 800) g;
+            INSERT INTO public.order_items SELECT 1 + g % 800, 'sku' || g, g % 5 FROM generate_series(1, 1500) g;
+            INSERT INTO auth.users (id, email, encrypted_password, raw_user_meta_data) VALUES
+                ('11111111-1111-1111-1111-111111111111', 'ada@x.io', '$2a$10$ada', '{"n": 1}'),
+                ('22222222-2222-2222-2222-222222222222', 'bob@x.io', '$2a$10$bob', '{"n": 2}');
+            INSERT INTO auth.identities (provider_id, user_id, identity_data, provider) VALUES
+                ('1', '11111111-1111-1111-1111-111111111111', '{"email": "ada@x.io"}', 'email'),
+                ('2', '22222222-2222-2222-2222-222222222222', '{"email": "bob@x.io"}', 'email');
+        """)
+    storage = supabase_client.storage
+    docs, media = f"docs-{suffix}", f"media-{suffix}"
+    storage.create_bucket(docs, options={"public": False})
+    storage.create_bucket(media, options={"public": True, "allowed_mime_types": ["image/png", "text/plain"]})
+    storage.from_(docs).upload("a/readme.txt", b"read me", {"content-type": "text/plain"})
+    storage.from_(docs).upload("a/b/data.json", b'{"k": 1}', {"content-type": "application/json"})
+    storage.from_(docs).upload("keep me.txt", b"same", {"content-type": "text/plain"})
+    storage.from_(media).upload("logo.png", os.urandom(3000), {"content-type": "image/png"})
+    yield {"db": project_db_url, "storage": storage, "buckets": [docs, media]}
+    for bucket in (docs, media):
+        try:
+            storage.empty_bucket(bucket)
+            storage.delete_bucket(bucket)
+        except Exception:
+            pass
+
+
+def damage_everything(p):
+    with psycopg.connect(p["db"], autocommit=True) as db:
+        db.execute("""
+            DELETE FROM public.order_items WHERE qty = 0;
+            UPDATE public.orders SET total = 0 WHERE id % 3 = 0;
+            DROP TABLE public.order_items;
+            ALTER TABLE public.orders ADD COLUMN added_later int DEFAULT 7;
+            ALTER TABLE public.orders DROP COLUMN note;
+            ALTER TABLE public.customers ALTER COLUMN email TYPE varchar(100);
+            INSERT INTO public.customers (name) VALUES ('new customer');
+            CREATE TABLE public.later (id int);
+            SELECT setval('public.customers_id_seq', 5000);
+            DELETE FROM auth.users WHERE email = 'bob@x.io';
+            UPDATE auth.users SET encrypted_password = '$2a$10$stolen' WHERE email = 'ada@x.io';
+            INSERT INTO auth.users (id, email) VALUES (gen_random_uuid(), 'intruder@x.io');
+        """)
+    storage = p["storage"]
+    docs, media = p["buckets"]
+    storage.from_(docs).remove(["a/readme.txt"])
+    storage.from_(docs).update("a/b/data.json", b'{"k": "overwritten"}', {"content-type": "application/json"})
+    storage.from_(docs).upload("added.txt", b"new", {"content-type": "text/plain"})
+    storage.from_(docs).update("keep me.txt", b"same", {"content-type": "application/octet-stream"})
+    storage.update_bucket(docs, {"public": True})
+    storage.empty_bucket(media)
+    storage.delete_bucket(media)
+
+
+def test_rollback_brings_tables_users_sequences_and_storage_back(project):
+    backup = run_backup(description="before damage")
+    assert backup["status"] == "valid", backup
+    at_backup = project_state(project["db"], project["buckets"], project["storage"])
+
+    damage_everything(project)
+    damaged = project_state(project["db"], project["buckets"], project["storage"])
+    assert damaged != at_backup
+
+    # a dry run changes nothing and says what would happen
+    plan = rollback(backup["backup_id"], {"dry_run": True})
+    assert plan["status"] == "planned"
+    tables = {t["table"]: t for t in plan["plan"]["database"]["tables"]}
+    assert tables["public.order_items"]["exists"] is False
+    assert any("added_later" in d for d in tables["public.orders"]["drift"])
+    assert plan["plan"]["database"]["new_tables"] == ["public.later"]
+    assert project_state(project["db"], project["buckets"], project["storage"]) == damaged
+
+    report = rollback(backup["backup_id"], {})
+    assert report["status"] == "restored", report
+    after = project_state(project["db"], project["buckets"], project["storage"])
+    # public.later was created after the backup: left alone by default (and listed in the plan)
+    assert after["content"].pop("public.later") == []
+    after["columns"] = [c for c in after["columns"] if c[0] != "later"]
+    # equal includes public.audit: the customer trigger did not fire on restored rows
+    assert after == at_backup
+
+    # the safety backup holds the damaged state, so the rollback can be undone
+    safety = show_backup(report["safety_backup"])
+    assert safety["status"] == "valid" and safety["description"] == f"pre-rollback of {backup['backup_id']}"
+    assert {t["table"]: t["rows"] for t in safety["tables"]}["public.customers"] == 201
+    history = show_backup(backup["backup_id"])["rollbacks"]
+    assert [h["status"] for h in history] == ["planned", "restored"]
+    assert set(history[-1]["steps"]) >= {"prevalidate_and_plan", "safety_backup", "database", "storage"}
+
+
+def _cli(args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "supabackup_pipeline", *args], env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_refusals_leave_the_project_untouched(project, backup_env, stack):
+    backup = run_backup(components=["database", "users"])
+    assert backup["status"] == "valid"
+    with psycopg.connect(project["db"], autocommit=True) as db:
+        db.execute("DELETE FROM public.order_items")
+    before = project_state(project["db"], [], project["storage"])
+
+    assert _cli(["rollback", "20990101T000000Z", "--yes"]).returncode == 2
+    assert _cli(["rollback", "../etc", "--yes"]).returncode == 2
+    done = _cli(["rollback", backup["backup_id"]], stdin=subprocess.DEVNULL)  # no terminal, no --yes
+    assert done.returncode == 2 and "--yes" in done.stderr
+
+    # restoring customers alone would empty orders (they reference it): refused, naming it
+    done = _cli(["rollback", backup["backup_id"], "--yes", "--components", "database", "--tables", "public.customers",
+                 "--no-safety-backup"])
+    assert done.returncode == 1 and "public.orders" in done.stderr + done.stdout
+
+    # a backup of another project needs --allow-other-project
+    from supabackup_pipeline.dev.stack import create_project_database
+
+    other = create_project_database(stack.superuser_url, f"other_{uuid.uuid4().hex[:6]}")
+    done = _cli(["rollback", backup["backup_id"], "--yes", "--components", "database,users", "--no-safety-backup"],
+                {"SUPABASE_DB_URL": other})
+    assert done.returncode == 1 and "another project" in done.stderr + done.stdout
+
+    # a corrupted backup is refused before anything is touched
+    root = backup["path"]
+    parquet = os.path.join(root, "database", "public.orders.parquet")
+    data = bytearray(open(parquet, "rb").read())
+    data[100] ^= 0xFF
+    open(parquet, "wb").write(bytes(data))
+    done = _cli(["rollback", backup["backup_id"], "--yes", "--components", "database,users", "--no-safety-backup"])
+    assert done.returncode == 1 and "does not verify" in done.stderr + done.stdout
+    assert project_state(project["db"], [], project["storage"]) == before
+
+
+def test_a_second_rollback_or_backup_at_the_same_time_is_refused(project):
+    backup = run_backup(components=["database", "users"])
+    from supabackup_pipeline.core.project_lock import ADVISORY_LOCK_KEY
+
+    with psycopg.connect(project["db"]) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        report = rollback(backup["backup_id"], {"components": ["database", "users"], "safety_backup": False})
+        assert report["status"] == "failed" and "another supabackup backup or rollback is running" in report["error"]
+        second = run_backup(components=["database"])
+        assert second["status"] == "failed" and "another supabackup backup or rollback" in second["error"]
+
+
+def test_kill_9_during_the_database_phase_changes_nothing(project, backup_env):
+    with psycopg.connect(project["db"], autocommit=True) as db:
+        db.execute("CREATE TABLE public.bulk AS SELECT g AS id, repeat(md5(g::text), 6) AS payload FROM generate_series(1, 1500000) g")
+    backup = run_backup(components=["database", "users"])
+    assert backup["status"] == "valid"
+    with psycopg.connect(project["db"], autocommit=True) as db:
+        db.execute("DELETE FROM public.bulk WHERE id % 2 = 0; UPDATE auth.users SET email = 'changed@x.io' WHERE email = 'ada@x.io'")
+    before = project_state(project["db"], [], project["storage"])
+    env = {**os.environ, **backup_env, "DAGSTER_HOME": os.environ["DAGSTER_HOME"]}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supabackup_pipeline", "rollback", backup["backup_id"], "--yes",
+         "--components", "database,users", "--no-safety-backup"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with psycopg.connect(project["db"], autocommit=True) as watch:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                loading = watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'supabackup'"
+                                        " AND query ILIKE 'COPY %%bulk%% FROM STDIN%%'").fetchone()[0]
+                if loading or proc.poll() is not None:
+                    break
+                time.sleep(0.02)
+            assert proc.poll() is None, "the rollback finished before it could be killed"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            # the server notices the dropped connection and rolls the transaction back
+            deadline = time.monotonic() + 30
+            while watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'supabackup'").fetchone()[0]:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert project_state(project["db"], [], project["storage"]) == before
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        with psycopg.connect(project["db"], autocommit=True) as db:
+            db.execute("DROP TABLE IF EXISTS public.bulk")
