@@ -246,3 +246,52 @@ def test_kill_9_during_the_database_phase_changes_nothing(project, backup_env):
             os.killpg(proc.pid, signal.SIGKILL)
         with psycopg.connect(project["db"], autocommit=True) as db:
             db.execute("DROP TABLE IF EXISTS public.bulk")
+
+
+def test_postgres_restarted_mid_restore_changes_nothing(tmp_path):
+    """Its own cluster: restarting the session's shared one would disturb the other tests."""
+    import threading
+
+    from supabackup_pipeline.core.database_backup import backup_database
+    from supabackup_pipeline.core.db_restore import apply_database_restore, plan_database_restore
+    from supabackup_pipeline.core.snapshot import connect
+    from supabackup_pipeline.dev.stack import create_database
+
+    info = create_database(tmp_path / "own")
+    try:
+        with psycopg.connect(info.db_url, autocommit=True) as db:
+            db.execute("CREATE TABLE public.big AS SELECT g AS id, repeat(md5(g::text), 6) AS payload"
+                       " FROM generate_series(1, 1500000) g")
+        result = backup_database(info.db_url, tmp_path / "backup", ["public"], log=lambda _: None)
+        manifest = {"parts": {"database": {"schemas": ["public"], "tables": [
+            {"schema": d.ref.schema, "name": d.ref.name, "parquet": f"database/{d.parquet_file}",
+             "sidecar": f"database/{d.sidecar_file}"} for d in result.tables]}}}
+        with psycopg.connect(info.db_url, autocommit=True) as db:
+            db.execute("DELETE FROM public.big WHERE id > 1000")
+        with connect(info.db_url) as conn:
+            plan = plan_database_restore(conn, tmp_path / "backup", manifest, ["database"])
+        errors = []
+        worker = threading.Thread(target=lambda: _capture(errors, apply_database_restore, info.db_url, plan,
+                                                          tmp_path / "backup", log=lambda _: None))
+        worker.start()
+        with psycopg.connect(info.db_url, autocommit=True) as watch:
+            deadline = time.monotonic() + 60
+            while not watch.execute("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY %%FROM STDIN%%'"
+                                    " AND application_name = 'supabackup'").fetchone()[0]:
+                assert time.monotonic() < deadline and worker.is_alive()
+                time.sleep(0.02)
+        info.cluster.stop(mode="immediate")
+        info.cluster.start()
+        worker.join(60)
+        assert errors, "the restore should have failed when the server went away"
+        with psycopg.connect(info.db_url) as db:
+            assert db.execute("SELECT count(*), max(id) FROM public.big").fetchone() == (1000, 1000)
+    finally:
+        info.cluster.destroy()
+
+
+def _capture(errors, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
+        errors.append(exc)
