@@ -14,7 +14,7 @@ from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.database_backup import backup_database
 from supabackup_pipeline.core.discovery_cache import update_catalog
 from supabackup_pipeline.core.table_dump import TableDump
-from supabackup_pipeline.partitions import backup_partitions
+from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase
 
 
@@ -67,7 +67,7 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
     by_key = {spec.key: t for spec, t in zip(table_specs, tables)}
 
     @dg.multi_asset(
-        name="database_dump", specs=specs, partitions_def=backup_partitions, can_subset=True,
+        name="database_dump", specs=specs, partitions_def=backup_partitions, can_subset=True, pool=PROJECT_POOL,
         description="Dump tables and users from one consistent database snapshot.",
     )
     def database_dump(context: dg.AssetExecutionContext, database: SupabaseDatabase, backups: BackupStorage):

@@ -24,7 +24,7 @@ from supabackup_pipeline.core.storage_mirror import (
     previous_storage,
     write_storage_manifest,
 )
-from supabackup_pipeline.partitions import backup_partitions
+from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseStorage
 
 
@@ -66,7 +66,7 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
     by_key = {spec.key: name for spec, name in zip(bucket_specs, buckets)}
 
     @dg.multi_asset(
-        name="storage_mirror", specs=specs, partitions_def=backup_partitions, can_subset=True,
+        name="storage_mirror", specs=specs, partitions_def=backup_partitions, can_subset=True, pool=PROJECT_POOL,
         description="Mirror Storage buckets in parallel, hard-linking objects unchanged since the previous backup.",
     )
     def storage_mirror(context: dg.AssetExecutionContext, config: StorageMirrorConfig, storage: SupabaseStorage,

@@ -14,10 +14,9 @@ from supabackup_pipeline.assets.keys import live_table_key
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.rollback import COMPONENTS, RollbackOptions, run_rollback
 from supabackup_pipeline.core.rollback_history import record_rollback
-from supabackup_pipeline.partitions import backup_partitions
+from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
 
-PROJECT_POOL = "supabackup_project"  # give it a limit of 1 in dagster.yaml: one backup/rollback at a time
 
 
 class RollbackConfig(dg.Config):
