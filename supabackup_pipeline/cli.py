@@ -148,13 +148,9 @@ def cmd_rollback(args) -> int:
         "dry_run": args.dry_run, "safety_backup": not args.no_safety_backup,
         "allow_other_project": args.allow_other_project, "drop_new_tables": args.drop_new_tables,
     }
-    if not args.dry_run and not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError("a rollback changes the live project: confirm with --yes (no terminal to ask on)")
-        answer = input(f"Roll the live project back to backup {args.backup_id}? Type the backup ID to confirm: ")
-        if answer.strip() != args.backup_id:
-            print("not confirmed; nothing was changed", file=sys.stderr)
-            return 1
+    if not args.dry_run and not confirm(f"Roll the live project back to backup {args.backup_id}?", args.backup_id, args.yes):
+        print("not confirmed; nothing was changed", file=sys.stderr)
+        return 1
     report = rollback(args.backup_id, options)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -167,6 +163,52 @@ def cmd_rollback(args) -> int:
             print(f"error: {report['error']}", file=sys.stderr)
     ok = report["status"] == ("planned" if args.dry_run else "restored")
     return 0 if ok else 1
+
+
+def confirm(question: str, expected: str, yes: bool) -> bool:
+    """True when the user confirmed (or passed --yes); refuses without a terminal to ask on."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question.rstrip('?')}: confirm with --yes (no terminal to ask on)")
+    return input(f"{question} Type {expected!r} to confirm: ").strip() == expected
+
+
+def cmd_delete(args) -> int:
+    from supabackup_pipeline.core.backup_id import validate_backup_id
+    from supabackup_pipeline.operations import delete
+
+    validate_backup_id(args.backup_id)
+    if not confirm(f"Delete backup {args.backup_id}?", args.backup_id, args.yes):
+        print("not confirmed; nothing was deleted", file=sys.stderr)
+        return 1
+    result = delete(args.backup_id, force=args.force)
+    print(json.dumps(result, indent=2) if args.json else
+          (f"deleted {args.backup_id}" if result["deleted"] else f"error: {result['error']}"))
+    return 0 if result["deleted"] else 1
+
+
+def cmd_prune(args) -> int:
+    from supabackup_pipeline.jobs.retention import policy_from_env
+    from supabackup_pipeline.operations import prune
+
+    defaults = policy_from_env()
+    policy = {k: getattr(args, k) if getattr(args, k) is not None else getattr(defaults, k)
+              for k in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")}
+    plan = prune(policy, dry_run=True)
+    if not args.dry_run and plan["forget"]:
+        if not confirm(f"Delete {len(plan['forget'])} backup(s) not kept by the policy?", "yes", args.yes):
+            print("not confirmed; nothing was deleted", file=sys.stderr)
+            return 1
+        plan = prune(policy)
+    if args.json:
+        print(json.dumps(plan, indent=2))
+    else:
+        for backup_id, reasons in sorted(plan["kept"].items(), reverse=True):
+            print(f"keep   {backup_id}  ({', '.join(reasons)})")
+        for backup_id, why in sorted(plan["forget"].items(), reverse=True):
+            print(f"{'forget' if args.dry_run else 'delete'} {backup_id}  ({why})")
+    return 1 if plan.get("error") else 0
 
 
 def cmd_refresh_tables(args) -> int:
@@ -221,6 +263,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("delete", help="delete one backup")
+    p.add_argument("backup_id")
+    p.add_argument("--force", action="store_true", help="also delete the only valid backup")
+    p.add_argument("--yes", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("prune", help="delete the backups the retention policy does not keep")
+    for rule in ("last", "daily", "weekly", "monthly"):
+        p.add_argument(f"--keep-{rule}", dest=f"keep_{rule}", type=int, default=None)
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--yes", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("refresh-tables", help="rediscover tables and buckets for the asset list")
     p.set_defaults(func=cmd_refresh_tables)

@@ -148,6 +148,45 @@ def rollback(backup_id: str, options: dict) -> dict:
     return {**report, "run_id": result.run_id}
 
 
+def delete(backup_id: str, force: bool = False) -> dict:
+    """Run delete_backup_job for one backup."""
+    from supabackup_pipeline.definitions import build_definitions
+
+    validate_backup_id(backup_id)
+    store = _store()
+    store.manifest(backup_id)  # unknown ID: BackupNotFound (exit 2)
+    instance = _instance()
+    if not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
+        instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
+    result = build_definitions(str(store.root)).resolve_job_def("delete_backup_job").execute_in_process(
+        instance=instance, partition_key=backup_id, raise_on_error=False,
+        run_config={"ops": {"delete_backup": {"config": {"force": force}}}},
+    )
+    if result.success:
+        return {"backup_id": backup_id, "deleted": True, "run_id": result.run_id}
+    return {"backup_id": backup_id, "deleted": False, "run_id": result.run_id, "error": _failure_message(result)}
+
+
+def prune(policy: dict, dry_run: bool = False) -> dict:
+    """The retention plan (dry run) or a prune_job run applying it."""
+    from supabackup_pipeline.core.retention import RetentionPolicy, plan_retention
+    from supabackup_pipeline.definitions import build_definitions
+
+    store = _store()
+    kept, forget = plan_retention(store, RetentionPolicy(**policy))
+    if dry_run or not forget:
+        return {"kept": kept, "forget": forget, "deleted": []}
+    result = build_definitions(str(store.root)).resolve_job_def("prune_job").execute_in_process(
+        instance=_instance(), raise_on_error=False,
+        run_config={"ops": {"prune_backups": {"config": {**policy, "dry_run": False}}}},
+    )
+    deleted = sorted(set(forget) - set(store.backup_ids()))
+    out = {"kept": kept, "forget": forget, "deleted": deleted, "run_id": result.run_id}
+    if not result.success:
+        out["error"] = _failure_message(result)
+    return out
+
+
 def list_backups() -> list[dict]:
     store = _store()
     out = []

@@ -1,0 +1,94 @@
+"""Which backups to keep, like restic's `forget`, and deleting one backup safely.
+
+Policy (each rule keeps backups the others may also keep; a backup is kept if any rule keeps it):
+- keep_last N: the N newest valid backups;
+- keep_daily / keep_weekly / keep_monthly N: the newest valid backup of each of the last N days /
+  ISO weeks / months that have one.
+Invalid backups never count as kept. A pre-rollback safety backup is kept as long as any backup
+at least as old as it is kept (so it lives at least as long as the backups around it, and always
+while it is the newest). Deleting removes only the backup's own folder: objects shared with other
+backups are hard links, so the other backups keep their copy.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+from supabackup_pipeline.core.backup_id import backup_id_time, validate_backup_id
+from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.store import BackupStore
+
+GOOD = ("valid", "complete")
+SAFETY_PREFIX = "pre-rollback of "
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    keep_last: int = 7
+    keep_daily: int = 0
+    keep_weekly: int = 4
+    keep_monthly: int = 0
+
+    def check(self) -> None:
+        values = (self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly)
+        if any(v < 0 for v in values):
+            raise SupabackupError("keep-* values must be 0 or more")
+        if not any(values):
+            raise SupabackupError("a policy that keeps nothing would delete every backup: set at least one keep-* value")
+
+
+def plan_retention(store: BackupStore, policy: RetentionPolicy) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """({kept backup: reasons}, {forgotten backup: why}) for every published backup."""
+    policy.check()
+    infos = []
+    for backup_id in store.backup_ids():
+        manifest = store.manifest(backup_id)
+        infos.append((backup_id, manifest.get("status"), (manifest.get("description") or "").startswith(SAFETY_PREFIX)))
+    valid = [b for b, status, _ in reversed(infos) if status in GOOD]  # newest first
+    kept: dict[str, list[str]] = {}
+    for backup_id in valid[: policy.keep_last]:
+        kept.setdefault(backup_id, []).append("last")
+    for rule, count, bucket in (("daily", policy.keep_daily, "%Y-%m-%d"), ("weekly", policy.keep_weekly, "%G-W%V"),
+                                ("monthly", policy.keep_monthly, "%Y-%m")):
+        seen: list[str] = []
+        for backup_id in valid:
+            period = backup_id_time(backup_id).strftime(bucket)
+            if period in seen:
+                continue
+            if len(seen) >= count:
+                break
+            seen.append(period)
+            kept.setdefault(backup_id, []).append(f"{rule} {period}")
+    oldest_kept = min(kept) if kept else None
+    for backup_id, status, safety in infos:
+        if safety and status in GOOD and backup_id not in kept and (oldest_kept is None or backup_id >= oldest_kept):
+            kept[backup_id] = ["pre-rollback safety backup"]
+    forget = {}
+    for backup_id, status, _ in infos:
+        if backup_id not in kept:
+            forget[backup_id] = "invalid (never counts as kept)" if status not in GOOD else "not kept by the policy"
+    return kept, forget
+
+
+def valid_backups(store: BackupStore) -> list[str]:
+    return [b for b in store.backup_ids() if store.manifest(b).get("status") in GOOD]
+
+
+def delete_backup_files(store: BackupStore, backup_id: str, force: bool = False) -> int:
+    """Remove one published backup folder; returns the bytes its manifest listed.
+
+    Refuses the only valid backup unless `force`: deleting it would leave nothing to roll back to.
+    """
+    validate_backup_id(backup_id)
+    manifest = store.manifest(backup_id)  # BackupNotFound for an unknown ID
+    if manifest.get("status") in GOOD and valid_backups(store) == [backup_id] and not force:
+        raise SupabackupError(f"{backup_id} is the only valid backup; deleting it leaves nothing to roll back to"
+                              " (use --force to delete it anyway)")
+    root = store.published(backup_id)
+    # move aside first: a crash mid-delete never leaves a half-deleted folder under a backup ID
+    trash = store.root / ".trash" / backup_id
+    trash.parent.mkdir(mode=0o700, exist_ok=True)
+    root.rename(trash)
+    shutil.rmtree(trash)
+    return manifest.get("total_size", 0)

@@ -1,0 +1,109 @@
+"""Deleting backups: delete_backup_job (one backup, chosen as the partition), prune_job (the
+retention policy) and the sensor that prunes after every successful backup."""
+
+import os
+
+import dagster as dg
+from pydantic import Field
+
+from supabackup_pipeline.assets.keys import MANIFEST_KEY
+from supabackup_pipeline.core.backup_id import validate_backup_id
+from supabackup_pipeline.core.retention import RetentionPolicy, delete_backup_files, plan_retention
+from supabackup_pipeline.jobs.backup import backup_job
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, backup_partitions
+from supabackup_pipeline.resources import BackupStorage
+
+
+def forget_in_dagster(instance: dg.DagsterInstance, asset_keys, backup_id: str) -> bool:
+    """Remove the backup's partition and wipe its asset partitions, so the UI no longer offers it.
+
+    Returns False when the instance's event log cannot wipe single partitions (Dagster's SQLite
+    storage cannot): the old materializations then stay in the history, the partition is gone.
+    """
+    wiped = True
+    for key in asset_keys:
+        try:
+            instance.wipe_asset_partitions(key, [backup_id])
+        except NotImplementedError:
+            wiped = False
+            break
+    if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
+        instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
+    return wiped
+
+
+def _backup_asset_keys(backups: BackupStorage) -> list[dg.AssetKey]:
+    from supabackup_pipeline.definitions import build_definitions
+
+    graph = build_definitions(str(backups.store().root)).resolve_asset_graph()
+    return [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable] or [MANIFEST_KEY]
+
+
+class DeleteConfig(dg.Config):
+    force: bool = Field(default=False, description="also delete the only valid backup")
+
+
+@dg.op(description="Delete the backup's files (shared hard links stay with the other backups), partition and asset partitions.")
+def delete_backup(context: dg.OpExecutionContext, config: DeleteConfig, backups: BackupStorage):
+    backup_id = validate_backup_id(context.partition_key)
+    size = delete_backup_files(backups.store(), backup_id, force=config.force)
+    wiped = forget_in_dagster(context.instance, _backup_asset_keys(backups), backup_id)
+    context.log.info(f"deleted backup {backup_id} ({size} bytes)"
+                     + ("" if wiped else "; this instance's storage keeps its past materializations in the history"))
+    return dg.Output(None, metadata={"backup_id": backup_id, "bytes": dg.MetadataValue.int(size),
+                                     "asset_partitions_wiped": wiped})
+
+
+@dg.job(partitions_def=backup_partitions, tags={"supabackup/kind": "delete"},
+        description="Delete the backup chosen as the partition (refuses the only valid backup unless force).")
+def delete_backup_job():
+    delete_backup()
+
+
+def policy_from_env() -> RetentionPolicy:
+    defaults = RetentionPolicy()
+    return RetentionPolicy(**{
+        field: int(os.getenv(f"SUPABACKUP_{field.upper()}", getattr(defaults, field)))
+        for field in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
+    })
+
+
+class PruneConfig(dg.Config):
+    keep_last: int = Field(default_factory=lambda: policy_from_env().keep_last)
+    keep_daily: int = Field(default_factory=lambda: policy_from_env().keep_daily)
+    keep_weekly: int = Field(default_factory=lambda: policy_from_env().keep_weekly)
+    keep_monthly: int = Field(default_factory=lambda: policy_from_env().keep_monthly)
+    dry_run: bool = False
+
+
+@dg.op(description="Apply the retention policy: delete every backup it does not keep.")
+def prune_backups(context: dg.OpExecutionContext, config: PruneConfig, backups: BackupStorage):
+    store = backups.store()
+    policy = RetentionPolicy(config.keep_last, config.keep_daily, config.keep_weekly, config.keep_monthly)
+    kept, forget = plan_retention(store, policy)
+    deleted = []
+    if not config.dry_run:
+        keys = _backup_asset_keys(backups)
+        for backup_id in sorted(forget):
+            delete_backup_files(store, backup_id, force=True)  # the policy keeps the newest valid ones
+            forget_in_dagster(context.instance, keys, backup_id)
+            deleted.append(backup_id)
+            context.log.info(f"deleted {backup_id}: {forget[backup_id]}")
+    return dg.Output(None, metadata={
+        "kept": dg.MetadataValue.json(kept), "forget": dg.MetadataValue.json(forget),
+        "deleted": dg.MetadataValue.json(deleted), "dry_run": config.dry_run,
+    })
+
+
+@dg.job(tags={"supabackup/kind": "prune"}, description="Apply the retention policy (SUPABACKUP_KEEP_* or run config).")
+def prune_job():
+    prune_backups()
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[backup_job], request_job=prune_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After each successful backup, apply the retention policy.",
+)
+def prune_after_backup(context: dg.RunStatusSensorContext):
+    return dg.RunRequest(run_key=f"prune-after-{context.dagster_run.run_id}")

@@ -1,0 +1,125 @@
+"""Retention and deletion: the policy keeps what it should, deleting never damages another backup."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from supabackup_pipeline.core.retention import RetentionPolicy, plan_retention
+from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.core.verify import seal_manifest, verify_backup
+from supabackup_pipeline.jobs.retention import prune_after_backup
+from supabackup_pipeline.operations import run_backup
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
+
+
+def fake_backup(store: BackupStore, backup_id: str, status: str = "valid", description: str = "") -> None:
+    root = store.published(backup_id)
+    root.mkdir(parents=True)
+    seal_manifest(root, {"backup_id": backup_id, "status": status, "description": description, "files": {},
+                         "total_size": 0, "components": ["database"]})
+
+
+def test_policy_keeps_last_daily_weekly_monthly_and_never_counts_invalid(tmp_path):
+    store = BackupStore(tmp_path)
+    ids = ["20260105T030000Z", "20260112T030000Z", "20260119T030000Z", "20260126T030000Z",  # Mondays, 4 ISO weeks
+           "20260201T030000Z", "20260201T150000Z",  # two on one day
+           "20260202T030000Z", "20260203T030000Z", "20260204T030000Z"]
+    for backup_id in ids:
+        fake_backup(store, backup_id)
+    fake_backup(store, "20260205T030000Z", status="invalid")
+
+    kept, forget = plan_retention(store, RetentionPolicy(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthly=0))
+    assert sorted(kept) == ["20260203T030000Z", "20260204T030000Z"]  # the invalid newest one does not count
+    assert forget["20260205T030000Z"].startswith("invalid")
+
+    kept, _ = plan_retention(store, RetentionPolicy(keep_last=0, keep_daily=3, keep_weekly=0, keep_monthly=0))
+    assert sorted(kept) == ["20260202T030000Z", "20260203T030000Z", "20260204T030000Z"]
+
+    kept, _ = plan_retention(store, RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=3, keep_monthly=2))
+    # weekly: newest of ISO weeks W06 (Feb 4), W05 (Sunday Feb 1 15:00), W04 (Jan 19);
+    # monthly: newest of February (Feb 4) and January (Jan 26); last: Feb 4
+    assert sorted(kept) == ["20260119T030000Z", "20260126T030000Z", "20260201T150000Z", "20260204T030000Z"]
+    assert "monthly 2026-01" in kept["20260126T030000Z"] and "weekly 2026-W05" in kept["20260201T150000Z"]
+
+    with pytest.raises(Exception, match="keeps nothing"):
+        plan_retention(store, RetentionPolicy(0, 0, 0, 0))
+
+
+def test_a_safety_backup_lives_as_long_as_the_backups_around_it(tmp_path):
+    store = BackupStore(tmp_path)
+    for backup_id in ("20260101T000000Z", "20260102T000000Z", "20260103T000000Z"):
+        fake_backup(store, backup_id)
+    fake_backup(store, "20260102T120000Z", description="pre-rollback of 20260101T000000Z")
+    kept, _ = plan_retention(store, RetentionPolicy(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthly=0))
+    assert "20260102T120000Z" in kept  # newer than the oldest kept backup
+    kept, _ = plan_retention(store, RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0))
+    assert "20260102T120000Z" not in kept
+
+
+def _cli(args, env):
+    return subprocess.run([sys.executable, "-m", "supabackup_pipeline", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=240)
+
+
+def test_delete_and_prune_never_damage_other_backups(backup_env, supabase_client, tmp_path, monkeypatch, project_db_url):
+    import psycopg
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    env = {**backup_env, "DAGSTER_HOME": str(tmp_path / "home")}
+    with psycopg.connect(project_db_url, autocommit=True) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS public.kept (id int); INSERT INTO public.kept VALUES (1)")
+    bucket = f"ret-{uuid.uuid4().hex[:6]}"
+    supabase_client.storage.create_bucket(bucket)
+    supabase_client.storage.from_(bucket).upload("shared.bin", os.urandom(10_000))
+    try:
+        first, second, third = (run_backup(description=str(i)) for i in range(3))
+        assert {b["status"] for b in (first, second, third)} == {"valid"}
+        store = BackupStore(Path(backup_env["BACKUP_PATH"]).resolve())
+        shared = Path(second["path"]) / "storage" / bucket / "shared.bin"
+        assert shared.stat().st_nlink == 3  # one file, hard-linked into all three backups
+
+        done = _cli(["delete", first["backup_id"]], env)  # no terminal and no --yes
+        assert done.returncode == 2 and "--yes" in done.stderr
+        done = _cli(["delete", first["backup_id"], "--yes"], env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert first["backup_id"] not in store.backup_ids()
+        assert shared.stat().st_nlink == 2 and verify_backup(Path(second["path"])).valid
+        instance = dg.DagsterInstance.get()
+        assert first["backup_id"] not in instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME)
+
+        done = _cli(["prune", "--keep-last", "1", "--keep-weekly", "0", "--dry-run", "--json"], env)
+        assert json.loads(done.stdout)["forget"] == {second["backup_id"]: "not kept by the policy"}
+        assert second["backup_id"] in store.backup_ids()  # a dry run deletes nothing
+        done = _cli(["prune", "--keep-last", "1", "--keep-weekly", "0", "--yes", "--json"], env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert store.backup_ids() == [third["backup_id"]]
+        assert verify_backup(Path(third["path"])).valid and shared.exists() is False
+        assert (Path(third["path"]) / "storage" / bucket / "shared.bin").stat().st_nlink == 1
+
+        done = _cli(["delete", third["backup_id"], "--yes"], env)  # the only valid backup
+        assert done.returncode == 1 and "only valid backup" in done.stdout + done.stderr
+        assert store.backup_ids() == [third["backup_id"]]
+        assert _cli(["delete", third["backup_id"], "--yes", "--force"], env).returncode == 0
+        assert store.backup_ids() == []
+        assert _cli(["delete", "20990101T000000Z", "--yes"], env).returncode == 2
+    finally:
+        supabase_client.storage.empty_bucket(bucket)
+        supabase_client.storage.delete_bucket(bucket)
+
+
+def test_the_sensor_requests_a_prune_after_each_successful_backup():
+    with dg.instance_for_test() as instance:
+        run = instance.create_run_for_job(dg.JobDefinition(
+            graph_def=dg.GraphDefinition(name="backup_job", node_defs=[])), run_id=None)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="prune_after_backup", dagster_instance=instance, dagster_run=run,
+            dagster_event=dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name="backup_job"),
+        )
+        request = prune_after_backup(context)
+        assert isinstance(request, dg.RunRequest) and request.run_key == f"prune-after-{run.run_id}"
