@@ -54,14 +54,30 @@ def cmd_stack(args) -> int:
     return 0
 
 
-def cmd_dev(args) -> int:
+def _stack_environment() -> dict[str, str]:
+    """Start (or reuse) the local stack and point this process at it."""
     from supabackup_pipeline.dev import stack
 
     info = stack.up()
-    env = {**os.environ, **info.env()}
-    env.setdefault("BACKUP_PATH", str(Path("backups").resolve()))
-    env["DAGSTER_HOME"] = str(ensure_dagster_home())
-    print(f"local stack up (Storage API {info.supabase_url}); starting dagster dev", file=sys.stderr)
+    os.environ.update(info.env())
+    os.environ.setdefault("BACKUP_PATH", str(Path("backups").resolve()))
+    ensure_dagster_home()
+    print(f"local stack up: database on port {info.pg_port}, Storage API at {info.supabase_url}", file=sys.stderr)
+    return dict(os.environ)
+
+
+def cmd_demo(args) -> int:
+    from supabackup_pipeline.dev.demo import run_demo
+
+    run_demo(_stack_environment())
+    if args.no_ui:
+        return 0
+    return cmd_dev(args)
+
+
+def cmd_dev(args) -> int:
+    env = _stack_environment()
+    print("starting dagster dev", file=sys.stderr)
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     cmd = [sys.executable, "-m", "dagster", "dev", "-p", str(args.port)]
     if workspace.exists():
@@ -211,6 +227,22 @@ def cmd_prune(args) -> int:
     return 1 if plan.get("error") else 0
 
 
+def cmd_rollbacks(args) -> int:
+    from supabackup_pipeline.operations import list_rollbacks
+
+    reports = list_rollbacks()
+    if args.json:
+        print(json.dumps(reports, indent=2, default=str))
+    elif not reports:
+        print("no rollbacks yet")
+    for r in reports if not args.json else []:
+        kind = "dry run" if r.get("dry_run") else "rollback"
+        print(f"{r.get('recorded_at', '')[:19]}  {kind:<8} to {r['backup_id']}: {r['status']}"
+              + (f"  (safety backup {r['safety_backup']})" if r.get("safety_backup") else "")
+              + (f"  error: {r['error']}" if r.get("error") else ""))
+    return 0
+
+
 def cmd_refresh_tables(args) -> int:
     from supabackup_pipeline.operations import refresh_tables
 
@@ -230,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dev", help="start the local stack and `dagster dev` on it")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("demo", help="seed the local stack, back up, damage, roll back, verify; then open the UI")
+    p.add_argument("--no-ui", action="store_true", help="exit after the report instead of starting dagster dev")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("backup", help="take a backup now (a backup_job run)")
     p.add_argument("--description", default="")
@@ -278,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("rollbacks", help="the rollback history")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rollbacks)
 
     p = sub.add_parser("refresh-tables", help="rediscover tables and buckets for the asset list")
     p.set_defaults(func=cmd_refresh_tables)

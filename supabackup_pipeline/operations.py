@@ -187,6 +187,11 @@ def prune(policy: dict, dry_run: bool = False) -> dict:
     return out
 
 
+def list_rollbacks() -> list[dict]:
+    """Every rollback (and dry run) recorded, newest first."""
+    return list(reversed(rollback_history(_store())))
+
+
 def list_backups() -> list[dict]:
     store = _store()
     out = []

@@ -154,6 +154,9 @@ def test_rollback_brings_tables_users_sequences_and_storage_back(project):
     assert {t["table"]: t["rows"] for t in safety["tables"]}["public.customers"] == 201
     history = show_backup(backup["backup_id"])["rollbacks"]
     assert [h["status"] for h in history] == ["planned", "restored"]
+    listed = json.loads(_cli(["rollbacks", "--json"]).stdout)
+    assert [(r["backup_id"], r["status"]) for r in listed][:2] == [(backup["backup_id"], "restored"),
+                                                                   (backup["backup_id"], "planned")]
     assert set(history[-1]["steps"]) >= {"prevalidate_and_plan", "safety_backup", "database", "storage"}
 
 
