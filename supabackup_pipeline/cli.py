@@ -100,6 +100,18 @@ def cmd_backup(args) -> int:
     return 0 if result["status"] in GOOD_STATUSES else 1
 
 
+def _age(backup_id: str) -> str:
+    from datetime import datetime, timezone
+
+    from supabackup_pipeline.core.backup_id import backup_id_time
+
+    seconds = (datetime.now(timezone.utc) - backup_id_time(backup_id)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
 def cmd_list(args) -> int:
     from supabackup_pipeline.operations import list_backups
 
@@ -109,12 +121,12 @@ def cmd_list(args) -> int:
     elif not backups:
         print("no backups yet")
     else:
-        print(f"{'BACKUP ID':<22} {'STATUS':<9} {'SIZE':>13}  {'COMPONENTS':<23} {'LAST VERIFIED':<26} DESCRIPTION")
+        print(f"{'BACKUP ID':<22} {'STATUS':<9} {'SIZE':>13} {'AGE':>6}  {'COMPONENTS':<23} {'LAST VERIFIED':<26} DESCRIPTION")
         for b in backups:
             verified = "never" if not b["last_verified_at"] else \
                 f"{b['last_verified_at'][:19]} {'ok' if b['last_verify_valid'] else 'BAD'}"
-            print(f"{b['backup_id']:<22} {b['status']:<9} {b['total_size']:>13}  {','.join(b['components']):<23}"
-                  f" {verified:<26} {b['description']}")
+            print(f"{b['backup_id']:<22} {b['status']:<9} {b['total_size']:>13} {_age(b['backup_id']):>6}"
+                  f"  {','.join(b['components']):<23} {verified:<26} {b['description']}")
     return 0
 
 
