@@ -7,6 +7,7 @@ see other modules' tables) take `project_db_url`, a fresh Supabase-like database
 from __future__ import annotations
 
 import itertools
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -55,6 +56,34 @@ def supabase_client(stack_env):
     from supabase import create_client
 
     return create_client(stack_env["SUPABASE_URL"], stack_env["SUPABASE_SERVICE_ROLE_KEY"])
+
+
+@pytest.fixture
+def storage(supabase_client):
+    """The official client's Storage API (storage3)."""
+    return supabase_client.storage
+
+
+@pytest.fixture
+def new_bucket(storage):
+    """`new_bucket(**options)` makes a uniquely named bucket; every one is removed after the test."""
+    from storage3.exceptions import StorageApiError
+
+    created: list[str] = []
+
+    def make(**options) -> str:
+        name = f"t-{uuid.uuid4().hex[:10]}"
+        storage.create_bucket(name, options=options or None)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        try:
+            storage.empty_bucket(name)
+            storage.delete_bucket(name)
+        except StorageApiError:
+            pass
 
 
 @pytest.fixture(scope="module")

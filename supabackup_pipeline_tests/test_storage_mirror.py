@@ -11,13 +11,11 @@ import json
 import os
 import shutil
 import stat
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from storage3.exceptions import StorageApiError
 
 from supabackup_pipeline.assets.keys import STORAGE_BUCKETS_KEY, bucket_key
 from supabackup_pipeline.assets.storage import build_storage_mirror
@@ -32,31 +30,6 @@ from supabackup_pipeline.resources import BackupStorage, SupabaseStorage
 
 FAST = sm.Retry(attempts=4, base_delay=0.01, max_delay=0.05)
 PUNCTUATION = "!*'()&$=@;:+,?"
-
-
-@pytest.fixture
-def storage(supabase_client):
-    return supabase_client.storage
-
-
-@pytest.fixture
-def new_bucket(storage):
-    """`new_bucket(public=..., ...)` makes a uniquely named bucket; all are removed after the test."""
-    created: list[str] = []
-
-    def make(**options) -> str:
-        name = f"m-{uuid.uuid4().hex[:10]}"
-        storage.create_bucket(name, options=options or None)
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        try:
-            storage.empty_bucket(name)
-            storage.delete_bucket(name)
-        except StorageApiError:
-            pass
 
 
 def upload(storage, bucket: str, objects: dict[str, bytes], workers: int = 16, **file_options) -> None:

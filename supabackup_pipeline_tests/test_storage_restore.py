@@ -10,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 
 import pytest
-from storage3.exceptions import StorageApiError
 
 from supabackup_pipeline.core import storage_mirror as sm
 from supabackup_pipeline.core import storage_restore as sr
@@ -25,31 +23,6 @@ PUNCTUATION = "!*'()&$=@;:+,?"
 
 def quiet(_: str) -> None:
     pass
-
-
-@pytest.fixture
-def storage(supabase_client):
-    return supabase_client.storage
-
-
-@pytest.fixture
-def new_bucket(storage):
-    """`new_bucket(**options)` makes a uniquely named bucket; every one (restored or not) is removed afterwards."""
-    created: list[str] = []
-
-    def make(**options) -> str:
-        name = f"r-{uuid.uuid4().hex[:10]}"
-        storage.create_bucket(name, options=options or None)
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        try:
-            storage.empty_bucket(name)
-            storage.delete_bucket(name)
-        except StorageApiError:
-            pass
 
 
 def put(storage, bucket: str, name: str, data: bytes, content_type: str = "application/octet-stream",

@@ -164,40 +164,7 @@ def describe_table(conn: psycopg.Connection, ref: TableRef) -> TableDescription:
 
 
 def table_ddl(t: TableDescription) -> str:
-    """CREATE TABLE (+ indexes, RLS, policies, triggers) recreating this table as it was.
+    """CREATE TABLE (+ foreign keys, indexes, RLS, policies, triggers) recreating this table as it was."""
+    from supabackup_pipeline.core.ddl import create_table_sql
 
-    Foreign keys are included; a restore that recreates several tables creates them first and
-    adds foreign keys after (the sidecar lists each constraint separately for that).
-    """
-    lines = []
-    for c in t.columns:
-        line = f"    {quote_ident(c.name)} {c.pg_type}"
-        if c.generated == "s":
-            line += f" GENERATED ALWAYS AS ({c.default}) STORED"
-        elif c.identity:
-            line += f" GENERATED {'ALWAYS' if c.identity == 'a' else 'BY DEFAULT'} AS IDENTITY"
-        elif c.default is not None:
-            line += f" DEFAULT {c.default}"
-        if c.not_null:
-            line += " NOT NULL"
-        lines.append(line)
-    lines += [f"    CONSTRAINT {quote_ident(k['name'])} {k['definition']}" for k in t.constraints]
-    unlogged = "UNLOGGED " if t.unlogged else ""
-    statements = [f"CREATE {unlogged}TABLE {t.ref.sql} (\n" + ",\n".join(lines) + "\n);"]
-    statements += [i["definition"] + ";" for i in t.indexes]
-    if t.rls_enabled:
-        statements.append(f"ALTER TABLE {t.ref.sql} ENABLE ROW LEVEL SECURITY;")
-    if t.rls_forced:
-        statements.append(f"ALTER TABLE {t.ref.sql} FORCE ROW LEVEL SECURITY;")
-    for p in t.policies:
-        statement = (
-            f"CREATE POLICY {quote_ident(p['name'])} ON {t.ref.sql} AS {p['permissive']} FOR {p['command']}"
-            f" TO {', '.join(quote_ident(r) if r != 'public' else 'public' for r in p['roles'])}"
-        )
-        if p["using"]:
-            statement += f" USING ({p['using']})"
-        if p["with_check"]:
-            statement += f" WITH CHECK ({p['with_check']})"
-        statements.append(statement + ";")
-    statements += [tr["definition"] + ";" for tr in t.triggers]
-    return "\n".join(statements)
+    return create_table_sql(t.to_json(), foreign_keys=True) + ";"

@@ -26,6 +26,7 @@ from typing import Callable
 import psycopg
 
 from supabackup_pipeline.core.catalog import TableRef, describe_table, list_tables, table_exists
+from supabackup_pipeline.core.ddl import column_sql, create_table_sql, foreign_key_sql
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.fingerprint import backup_fingerprint, live_fingerprint
 from supabackup_pipeline.core.pg_types import quote_ident
@@ -262,44 +263,6 @@ def _create_sequences(conn, plan: DatabasePlan, creating: list[TableStep]) -> No
         conn.execute(f"CREATE SEQUENCE IF NOT EXISTS {TableRef(seq['schema'], seq['name']).sql}")
 
 
-def create_table_sql(sidecar: dict) -> str:
-    """CREATE TABLE (+ indexes, RLS, policies, triggers) from a sidecar, without foreign keys."""
-    ref = TableRef(sidecar["schema"], sidecar["table"])
-    lines = []
-    for c in sidecar["columns"]:
-        line = f"    {quote_ident(c['name'])} {c['type']}"
-        if c.get("generated"):
-            line += f" GENERATED ALWAYS AS ({c['default']}) STORED"
-        elif c.get("identity"):
-            line += f" GENERATED {'ALWAYS' if c['identity'] == 'always' else 'BY DEFAULT'} AS IDENTITY"
-        elif c.get("default") is not None:
-            line += f" DEFAULT {c['default']}"
-        if c.get("not_null"):
-            line += " NOT NULL"
-        lines.append(line)
-    lines += [f"    CONSTRAINT {quote_ident(k['name'])} {k['definition']}" for k in sidecar["constraints"] if k["type"] != "f"]
-    statements = [f"CREATE {'UNLOGGED ' if sidecar.get('unlogged') else ''}TABLE {ref.sql} (\n" + ",\n".join(lines) + "\n)"]
-    statements += [i["definition"] for i in sidecar.get("indexes", [])]
-    if sidecar.get("rls_enabled"):
-        statements.append(f"ALTER TABLE {ref.sql} ENABLE ROW LEVEL SECURITY")
-    if sidecar.get("rls_forced"):
-        statements.append(f"ALTER TABLE {ref.sql} FORCE ROW LEVEL SECURITY")
-    for p in sidecar.get("policies", []):
-        roles = ", ".join(r if r == "public" else quote_ident(r) for r in p["roles"])
-        statement = f"CREATE POLICY {quote_ident(p['name'])} ON {ref.sql} AS {p['permissive']} FOR {p['command']} TO {roles}"
-        statement += f" USING ({p['using']})" if p.get("using") else ""
-        statement += f" WITH CHECK ({p['with_check']})" if p.get("with_check") else ""
-        statements.append(statement)
-    statements += [t["definition"] for t in sidecar.get("triggers", [])]
-    return ";\n".join(statements)
-
-
-def foreign_key_sql(sidecar: dict) -> list[str]:
-    ref = TableRef(sidecar["schema"], sidecar["table"])
-    return [f"ALTER TABLE {ref.sql} ADD CONSTRAINT {quote_ident(k['name'])} {k['definition']}"
-            for k in sidecar["constraints"] if k["type"] == "f"]
-
-
 def _undo_drift(conn, step: TableStep) -> None:
     """On the emptied table: drop added columns, re-add dropped ones, revert types."""
     live = _live_columns(conn, step.ref)
@@ -309,16 +272,7 @@ def _undo_drift(conn, step: TableStep) -> None:
             conn.execute(f"ALTER TABLE {step.ref.sql} DROP COLUMN {quote_ident(name)}")
     for name, c in backed.items():
         if name not in live:
-            definition = c["type"]
-            if c.get("generated"):
-                definition += f" GENERATED ALWAYS AS ({c['default']}) STORED"
-            elif c.get("identity"):
-                definition += f" GENERATED {'ALWAYS' if c['identity'] == 'always' else 'BY DEFAULT'} AS IDENTITY"
-            elif c.get("default") is not None:
-                definition += f" DEFAULT {c['default']}"
-            if c.get("not_null"):
-                definition += " NOT NULL"
-            conn.execute(f"ALTER TABLE {step.ref.sql} ADD COLUMN {quote_ident(name)} {definition}")
+            conn.execute(f"ALTER TABLE {step.ref.sql} ADD COLUMN {column_sql(c)}")
         elif live[name] != c["type"]:
             col = quote_ident(name)
             conn.execute(f"ALTER TABLE {step.ref.sql} ALTER COLUMN {col} DROP DEFAULT")

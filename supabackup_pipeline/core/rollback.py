@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from supabackup_pipeline.core.db_restore import apply_database_restore, plan_database_restore

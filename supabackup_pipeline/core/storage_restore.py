@@ -58,7 +58,6 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
