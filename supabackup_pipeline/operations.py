@@ -138,7 +138,7 @@ def rollback(backup_id: str, options: dict) -> dict:
     config = {**options, "components": components, "confirm": backup_id}
     result = job.execute_in_process(
         instance=instance, partition_key=backup_id, raise_on_error=False,
-        run_config={"ops": {"rollback_project": {"config": config}}},
+        run_config={"ops": {"verify_and_protect": {"config": config}}},
         tags={"supabackup/source": "cli"},
     )
     reports = [r for r in rollback_history(store, backup_id) if r.get("run_id") == result.run_id]

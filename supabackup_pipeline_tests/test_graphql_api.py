@@ -124,7 +124,7 @@ def test_every_seed_endpoint_has_a_graphql_call(dagster_dev):
     # POST /migration/rollback/:backupId (with the confirmation a real rollback needs)
     with psycopg.connect(env["SUPABASE_DB_URL"], autocommit=True) as db:
         db.execute("DELETE FROM public.things WHERE id > 10")
-    rollback_run = launch(gql, repo, "rollback_job", {"ops": {"rollback_project": {"config": {
+    rollback_run = launch(gql, repo, "rollback_job", {"ops": {"verify_and_protect": {"config": {
         "confirm": BACKUP_ID, "safety_backup": False, "components": ["database", "users"]}}}})
     with psycopg.connect(env["SUPABASE_DB_URL"]) as db:
         assert db.execute("SELECT count(*) FROM public.things").fetchone()[0] == 50

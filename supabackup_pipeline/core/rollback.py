@@ -53,18 +53,21 @@ def project_identity(db_url: str) -> dict:
         }
 
 
-def prevalidate(store: BackupStore, backup_id: str, db_url: str, options: RollbackOptions, log: Log) -> dict:
-    """Verify the backup and that it belongs to this project; returns its manifest. Touches nothing live."""
+def prevalidate(store: BackupStore, backup_id: str, db_url: str, options: RollbackOptions, log: Log,
+                verify: bool = True) -> dict:
+    """Verify the backup (unless the caller just did) and that it belongs to this project; returns
+    its manifest. Touches nothing live."""
     manifest = store.manifest(backup_id)
     root = store.published(backup_id)
     if manifest.get("status") == "invalid":
         raise RollbackRefused(f"backup {backup_id} failed its integrity checks when it was made; refusing to restore it")
-    report = verify_backup(root)
-    record_verification(root, report)
-    if not report.valid:
-        problems = "; ".join(str(p) for p in report.problems[:10])
-        raise RollbackRefused(f"backup {backup_id} does not verify, refusing to restore it: {problems}")
-    log(f"backup {backup_id} verified: {report.files_checked} files, {report.bytes_read} bytes")
+    if verify:
+        report = verify_backup(root)
+        record_verification(root, report)
+        if not report.valid:
+            problems = "; ".join(str(p) for p in report.problems[:10])
+            raise RollbackRefused(f"backup {backup_id} does not verify, refusing to restore it: {problems}")
+        log(f"backup {backup_id} verified: {report.files_checked} files, {report.bytes_read} bytes")
     missing = sorted(set(options.components) - set(manifest.get("components", [])))
     if missing:
         raise RollbackRefused(f"backup {backup_id} has no {', '.join(missing)} component")
@@ -115,13 +118,17 @@ def make_plan(store: BackupStore, backup_id: str, manifest: dict, db_url: str | 
 
 def run_rollback(
     store: BackupStore, backup_id: str, db_url: str | None, storage_client, options: RollbackOptions,
-    take_safety_backup: Callable[[], str] | None = None, log: Log = print,
+    take_safety_backup: Callable[[], str] | None = None, log: Log = print, verified: bool = False,
 ) -> dict:
-    """The whole rollback; returns a report with each step's duration. Raises on any failure."""
+    """The whole rollback; returns a report with each step's duration. Raises on any failure.
+
+    `verified`: the caller verified the backup moments ago (the rollback job does, in the step
+    before, together with the safety backup), so its files are not read twice.
+    """
     options.check()
     steps: dict[str, float] = {}
     t = time.monotonic()
-    manifest = prevalidate(store, backup_id, db_url, options, log)
+    manifest = prevalidate(store, backup_id, db_url, options, log, verify=not verified)
     shown, db_plan, storage_plan = make_plan(store, backup_id, manifest, db_url, storage_client, options)
     steps["prevalidate_and_plan"] = round(time.monotonic() - t, 3)
     report: dict = {"backup_id": backup_id, "dry_run": options.dry_run, "plan": shown.to_json(),

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from supabackup_pipeline.assets.keys import live_table_key
 from supabackup_pipeline.core.backup_id import validate_backup_id
-from supabackup_pipeline.core.rollback import COMPONENTS, RollbackOptions, run_rollback
+from supabackup_pipeline.core.rollback import COMPONENTS, RollbackOptions, prevalidate, run_rollback
 from supabackup_pipeline.core.rollback_history import record_rollback
 from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
@@ -29,33 +29,59 @@ class RollbackConfig(dg.Config):
     confirm: str = Field(default="", description="type the backup ID here to confirm a real rollback")
 
 
-@dg.op(pool=PROJECT_POOL, description="Pre-validate, safety backup, restore database (one transaction) and storage, post-validate.")
-def rollback_project(context: dg.OpExecutionContext, config: RollbackConfig, database: SupabaseDatabase,
-                     storage: SupabaseStorage, backups: BackupStorage):
-    backup_id = validate_backup_id(context.partition_key)
-    if not config.dry_run and config.confirm != backup_id:
-        raise dg.Failure(description=f"a real rollback needs confirmation: set `confirm` to {backup_id!r} in the run config")
-    options = RollbackOptions(
+def _options(config: RollbackConfig) -> RollbackOptions:
+    return RollbackOptions(
         components=config.components, tables=config.tables, dry_run=config.dry_run, safety_backup=config.safety_backup,
         allow_other_project=config.allow_other_project, drop_new_tables=config.drop_new_tables,
     )
+
+
+@dg.op(description="Verify the backup (refuse a bad one), then back up the current state so the rollback can be undone."
+       " Outside the project pool on purpose: the safety backup's own steps need that pool's slot.")
+def verify_and_protect(context: dg.OpExecutionContext, config: RollbackConfig, database: SupabaseDatabase,
+                       backups: BackupStorage) -> dict:
+    backup_id = validate_backup_id(context.partition_key)
+    if not config.dry_run and config.confirm != backup_id:
+        raise dg.Failure(description=f"a real rollback needs confirmation: set `confirm` to {backup_id!r} in the run config")
+    options = _options(config)
+    options.check()
     store = backups.store()
+    needs_db = bool({"database", "users"} & set(config.components))
+    try:
+        prevalidate(store, backup_id, database.database_url() if needs_db else None, options, context.log.info)
+    except Exception as exc:
+        record_rollback(store, {"backup_id": backup_id, "run_id": context.run_id, "status": "failed",
+                                "dry_run": config.dry_run, "error": str(exc)})
+        raise
+    prepared = {"config": config.model_dump(), "safety_backup_id": ""}
+    if config.dry_run or not config.safety_backup:
+        return prepared
+    from supabackup_pipeline.operations import run_backup
 
-    def safety_backup() -> str:
-        from supabackup_pipeline.operations import run_backup
+    result = run_backup(description=f"pre-rollback of {backup_id}", components=config.components,
+                        instance=context.instance, extra_tags={"supabackup/pre_rollback_of": backup_id})
+    if result["status"] != "valid":
+        raise dg.Failure(description=f"the safety backup failed ({result.get('error')}); nothing was restored")
+    context.log.info(f"safety backup {result['backup_id']} taken: this rollback can itself be undone")
+    return {**prepared, "safety_backup_id": result["backup_id"]}
 
-        result = run_backup(description=f"pre-rollback of {backup_id}", components=config.components,
-                            instance=context.instance, extra_tags={"supabackup/pre_rollback_of": backup_id})
-        if result["status"] != "valid":
-            raise dg.Failure(description=f"the safety backup failed ({result.get('error')}); nothing was restored")
-        return result["backup_id"]
 
+@dg.op(pool=PROJECT_POOL, description="Plan, restore the database (one transaction) and storage, post-validate.")
+def rollback_project(context: dg.OpExecutionContext, prepared: dict,
+                     database: SupabaseDatabase, storage: SupabaseStorage, backups: BackupStorage):
+    """Takes its config from the step before (run config is given once, on `verify_and_protect`)."""
+    backup_id = validate_backup_id(context.partition_key)
+    config = RollbackConfig(**prepared["config"])
+    safety_backup_id = prepared["safety_backup_id"]
+    options = _options(config)
+    options.safety_backup = bool(safety_backup_id)
+    store = backups.store()
     needs_db = bool({"database", "users"} & set(config.components))
     try:
         report = run_rollback(
             store, backup_id, database.database_url() if needs_db else None,
             storage.client() if "storage" in config.components else None, options,
-            take_safety_backup=safety_backup, log=context.log.info,
+            take_safety_backup=lambda: safety_backup_id, log=context.log.info, verified=True,
         )
     except Exception as exc:
         record_rollback(store, {"backup_id": backup_id, "run_id": context.run_id, "status": "failed",
@@ -81,4 +107,4 @@ def rollback_project(context: dg.OpExecutionContext, config: RollbackConfig, dat
 @dg.job(partitions_def=backup_partitions, tags={"supabackup/kind": "rollback"},
         description="Roll the live project back to the backup chosen as the partition (needs `confirm`).")
 def rollback_job():
-    rollback_project()
+    rollback_project(verify_and_protect())
