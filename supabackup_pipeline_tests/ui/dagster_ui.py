@@ -1,0 +1,160 @@
+"""`dagster dev` in its own process group, Debian's Chromium driven by Playwright, and the few UI
+interactions the browser test repeats (settling, run status, fitting the asset graph, screenshots)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+
+# The run page's status tag, once the run is over (RunStatusTag's labels).
+FINAL_STATUS = re.compile(r"^(Success|Failure|Canceled)$")
+
+
+class DagsterDev:
+    """`python -m dagster dev -w workspace.yaml -p PORT` from the repository root, killed by process group."""
+
+    def __init__(self, env: dict[str, str], port: int, log_path: Path):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port)],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def graphql(self, query: str, timeout: float = 30, **variables) -> dict:
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        request = urllib.request.Request(f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"})
+        data = json.loads(urllib.request.urlopen(request, timeout=timeout).read())
+        if "errors" in data:
+            raise AssertionError(data["errors"])
+        return data["data"]
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until the webserver answers and the code location lists backup_job and rollback_job."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dagster dev exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                data = self.graphql("{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }",
+                                    timeout=5)
+                jobs = {j["name"] for n in data["repositoriesOrError"]["nodes"] for j in n["jobs"]}
+                if {"backup_job", "rollback_job"} <= jobs:
+                    return
+                last = jobs
+            except (OSError, AssertionError, KeyError, TypeError, ValueError) as exc:
+                last = exc
+            time.sleep(1)
+        raise RuntimeError(f"dagster dev did not serve the code location within {timeout}s ({last!r}); see {self.log_path}")
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        # the webserver, daemon and code server are in the same group: make sure none outlives the test
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+
+class Steps:
+    """Prints how long each step of the test took (the test must stay well under 3 minutes)."""
+
+    def __init__(self):
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, name: str) -> None:
+        now = time.monotonic()
+        print(f"  [ui] {now - self.start:6.1f}s  (+{now - self.last:5.1f}s)  {name}", flush=True)
+        self.last = now
+
+
+class Shots:
+    """Numbered screenshots of the window in test-artifacts/ui/ (gitignored)."""
+
+    def __init__(self, page, folder: Path = ARTIFACTS):
+        self.page = page
+        self.folder = folder
+        self.count = 0
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, name: str) -> Path:
+        self.count += 1
+        path = self.folder / f"{self.count:02d}-{name}.png"
+        self.page.screenshot(path=str(path))
+        return path
+
+
+def settle(page, timeout_ms: int = 10_000) -> None:
+    """Wait until the page's GraphQL queries are answered (no request for 500 ms).
+
+    Needed before some clicks: a dialog opened while the page still loads is re-initialised when the
+    page's data arrives (the backup launch dialog then drops the partition just added in it).
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_load_state("networkidle", timeout=timeout_ms)
+    except PlaywrightTimeout:
+        pass  # a page that polls without pause: carry on, the assertions that follow still wait
+
+
+def zoom_graph_to_fit(page, labels: list[str], max_clicks: int = 12) -> None:
+    """Click the asset graph's zoom-out button until every label of the graph is well inside the window."""
+    viewport = page.viewport_size
+    toolbar = page.get_by_role("textbox", name="Search and filter assets").first.bounding_box(timeout=10_000)
+    top = (toolbar["y"] + toolbar["height"] if toolbar else 90) + 40  # below the toolbar around the search box
+    margin = 16
+
+    def all_inside() -> bool:
+        for label in labels:
+            box = page.locator("svg").get_by_text(label, exact=True).first.bounding_box(timeout=5_000)
+            if box is None or box["x"] < margin or box["y"] < top or box["x"] + box["width"] > viewport["width"] - margin \
+                    or box["y"] + box["height"] > viewport["height"] - margin:
+                return False
+        return True
+
+    for _ in range(max_clicks):
+        if all_inside():
+            return
+        page.get_by_role("button", name="zoom_out").click()
+        page.wait_for_timeout(250)  # the zoom animates
+    assert all_inside(), f"the asset graph does not fit the window even zoomed out: {labels}"
+
+
+def wait_for_run_to_finish(page, timeout_s: float = 120) -> str:
+    """On a run page (/runs/<id>): wait until the header's status tag is final and return it."""
+    status = page.get_by_text(FINAL_STATUS).first
+    status.wait_for(state="visible", timeout=timeout_s * 1000)
+    return status.inner_text().strip()
+
+
+def run_id_from_url(url: str) -> str:
+    match = re.search(r"/runs/([0-9a-f-]{36})", url)
+    assert match, f"not a run page: {url}"
+    return match.group(1)
