@@ -92,3 +92,17 @@ def test_supabackup_dev_serves_the_dagster_ui_with_the_backup_job(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         subprocess.run([sys.executable, "-m", "supabackup_pipeline", "stack", "down"], env=env, timeout=60)
+
+
+def test_demo_backs_up_damages_rolls_back_and_verifies(tmp_path):
+    env = {**os.environ, "SUPABACKUP_STACK_HOME": str(tmp_path / "stack"), "DAGSTER_HOME": str(tmp_path / "home"),
+           "BACKUP_PATH": str(tmp_path / "backups")}
+    try:
+        done = subprocess.run([sys.executable, "-m", "supabackup_pipeline", "demo", "--no-ui"], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "every table, user and file is back" in done.stdout
+        for step in ("seed", "backup", "damage", "rollback", "verify"):
+            assert re.search(rf"^\s+{step}\s+[\d.]+ s$", done.stdout, re.M), done.stdout
+    finally:
+        subprocess.run([sys.executable, "-m", "supabackup_pipeline", "stack", "down"], env=env, timeout=60)
