@@ -68,8 +68,9 @@ def test_supabackup_dev_serves_the_dagster_ui_with_the_backup_job(tmp_path):
     port = free_port()
     env = {**os.environ, "SUPABACKUP_STACK_HOME": str(tmp_path / "stack"), "DAGSTER_HOME": str(tmp_path / "home"),
            "BACKUP_PATH": str(tmp_path / "backups")}
+    log = open(tmp_path / "dev.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "supabackup_pipeline", "dev", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         body = None
@@ -84,11 +85,13 @@ def test_supabackup_dev_serves_the_dagster_ui_with_the_backup_job(tmp_path):
             except OSError:
                 pass
             time.sleep(1)
-        assert body and "backup_job" in body, body
+        assert body and "backup_job" in body, (tmp_path / "dev.log").read_text()[-3000:]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
+        except ProcessLookupError:
+            pass
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         subprocess.run([sys.executable, "-m", "supabackup_pipeline", "stack", "down"], env=env, timeout=60)
