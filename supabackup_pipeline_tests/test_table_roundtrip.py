@@ -187,3 +187,109 @@ def test_large_table_streams_in_batches(project_db_url, db, tmp_path, rows):
     checksum = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.{} t"
     assert db.execute(checksum.format("big_copy")).fetchone() == db.execute(checksum.format("big")).fetchone()
     assert Decimal(table.column("n")[-1].as_py()) == Decimal(rows) * Decimal("1.5")
+
+
+def _random_arrays(rng: random.Random, n: int) -> list[tuple]:
+    """Rows of 1-D arrays of every list element type, with NULL arrays, NULL elements, empty arrays
+    and edge values: int extremes, -0, subnormals, float4 extremes, strings JSON and Postgres both quote."""
+    pieces = ['"', "\\", "\n", "\r\n", "\t", ",", "{", "}", " ", "NULL", "null", "'", "ü", "🎉", "\x01", "\x1f",
+              "\u2028", "\ufeff", "a", "b c", "\\u0041", "[1]", "[0:1]={", "=", "NuLl", "\x0b", "\x0c", "\\\\\""]
+    ints = {
+        "i2": [-32768, 32767, 0, -1, 1],
+        "i4": [-2147483648, 2147483647, 0, -1],
+        "i8": [-9223372036854775808, 9223372036854775807, 0, -1, 2**53 + 1],
+    }
+    f8_edges = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1, 1e21, 1e-7]
+    f4_edges = [0.0, -0.0, 1.401298464324817e-45, 3.4028234663852886e38, 1.1754943508222875e-38, 0.10000000149011612]
+
+    def f8() -> float:
+        if rng.random() < 0.3:
+            return rng.choice(f8_edges)
+        while True:
+            (v,) = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))
+            if v == v and abs(v) != float("inf"):
+                return v
+
+    def f4() -> float:
+        if rng.random() < 0.3:
+            return rng.choice(f4_edges)
+        while True:
+            (v,) = struct.unpack("<f", rng.getrandbits(32).to_bytes(4, "little"))
+            if v == v and abs(v) != float("inf"):
+                return v
+
+    def text() -> str:
+        return "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 5)))
+
+    def array(make):
+        roll = rng.random()
+        if roll < 0.08:
+            return None
+        if roll < 0.16:
+            return []
+        return [None if rng.random() < 0.1 else make() for _ in range(rng.randrange(1, 8))]
+
+    return [
+        (
+            i,
+            array(lambda: rng.choice(ints["i2"]) if rng.random() < 0.3 else rng.randint(-32768, 32767)),
+            array(lambda: rng.choice(ints["i4"]) if rng.random() < 0.3 else rng.randint(-2**31, 2**31 - 1)),
+            array(lambda: rng.choice(ints["i8"]) if rng.random() < 0.3 else rng.randint(-2**63, 2**63 - 1)),
+            array(f4), array(f8), array(lambda: rng.random() < 0.5),
+            array(text), array(text), array(lambda: text()[:3].rstrip(" ")),
+        )
+        for i in range(n)
+    ]
+
+
+def _float_bits(values: list | None) -> list | None:
+    return None if values is None else [None if v is None else struct.pack("<d", v) for v in values]
+
+
+def test_many_array_rows_round_trip_exactly(project_db_url, db, tmp_path, monkeypatch):
+    from supabackup_pipeline.core import table_dump
+
+    monkeypatch.setattr(table_dump, "CSV_BLOCK_SIZE", 64 << 10)  # many batches, so conversions meet batch edges
+    db.execute("""
+        CREATE TABLE public.arrays (id int PRIMARY KEY, a_i2 smallint[], a_i4 int[], a_i8 bigint[], a_f4 real[],
+                                    a_f8 float8[], a_bool bool[], a_txt text[], a_vc varchar(40)[], a_bp char(3)[])
+    """)
+    rows = _random_arrays(random.Random(7), 4000)
+    with db.cursor() as cur:
+        cur.executemany("INSERT INTO public.arrays VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", rows)
+    # values no list column holds go to the overflow column, mixed in among ordinary rows
+    overflow = {
+        "a_i4": "'{{1,2},{3,4}}'", "a_f8": "'{NaN,1,-0}'", "a_f4": "'{1,-Infinity}'",
+        "a_txt": "'[0:1]={a,\"b,c\"}'", "a_bool": "'{{{t}}}'", "a_i8": "'[2:2]={-9223372036854775808}'",
+    }
+    for column, literal in overflow.items():
+        db.execute(f"UPDATE public.arrays SET {column} = {literal} WHERE id % 97 = 3")
+
+    _, table = dump_and_reload(project_db_url, db, tmp_path, "arrays")
+
+    assert table.num_rows == len(rows)
+    assert rows_as_text(db, "arrays_copy") == rows_as_text(db, "arrays")
+    bits = "SELECT id, array_send(a_f4), array_send(a_f8) FROM public.{} ORDER BY id"
+    assert db.execute(bits.format("arrays_copy")).fetchall() == db.execute(bits.format("arrays")).fetchall()
+
+    types = {f.name: f.type for f in table.schema}
+    assert types["a_i2"] == pa.list_(pa.int16()) and types["a_i8"] == pa.list_(pa.int64())
+    assert types["a_f4"] == pa.list_(pa.float32()) and types["a_f8"] == pa.list_(pa.float64())
+    assert types["a_bool"] == pa.list_(pa.bool_()) and types["a_bp"] == pa.list_(pa.string())
+    # exactly the arrays no list holds are in the overflow columns, and NULL in the typed ones
+    for column in [f.name for f in table.schema if f.name.startswith("a_")]:
+        overflow_column = "__pgtext__" + column
+        got = table.select(["id", column, overflow_column]).to_pylist()
+        expected = {r["id"] for r in got if r["id"] % 97 == 3} if column in overflow else set()
+        assert {r["id"] for r in got if r[overflow_column] is not None} == expected, column
+        assert all(r[column] is None for r in got if r[overflow_column] is not None), column
+    # the typed columns hold the very values inserted (bit for bit for floats, -0 included)
+    by_id = {r[0]: r for r in rows}
+    names = ["id", "a_i2", "a_i4", "a_i8", "a_f4", "a_f8", "a_bool", "a_txt", "a_vc"]
+    for got in table.select(names).to_pylist():
+        if got["id"] % 97 == 3:
+            continue
+        expected = dict(zip(names, by_id[got["id"]]))
+        for name in ("a_f4", "a_f8"):
+            assert _float_bits(got.pop(name)) == _float_bits(expected.pop(name)), (got["id"], name)
+        assert got == expected

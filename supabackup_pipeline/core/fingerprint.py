@@ -8,6 +8,7 @@ reads back in load order (TRUNCATE + COPY, synchronized scans off).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from pathlib import Path
@@ -16,11 +17,11 @@ from typing import Iterable, Iterator
 import numpy as np
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from supabackup_pipeline.core.catalog import TableDescription
-from supabackup_pipeline.core.pg_types import Column, codec_for, select_expressions
+from supabackup_pipeline.core.pg_types import Column, select_expressions
+from supabackup_pipeline.core.table_dump import arrow_schema, csv_batches
 from supabackup_pipeline.core.table_load import text_batch
 
 
@@ -68,40 +69,44 @@ def backup_fingerprint(parquet_path: Path, sidecar: dict) -> tuple[int, str]:
     return fingerprint_batches(parquet.iter_batches(batch_size=64 * 1024), loadable_columns(sidecar))
 
 
+class _CopyReader(io.RawIOBase):
+    """`COPY ... TO STDOUT` read on a psycopg connection, as a file (one row arrives per message)."""
+
+    def __init__(self, copy):
+        self._copy = copy
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view):
+            if not self._pending:
+                chunk = self._copy.read()
+                if not chunk:
+                    break
+                self._pending = memoryview(chunk)
+            n = min(len(view) - filled, len(self._pending))
+            view[filled:filled + n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            filled += n
+        return filled
+
+
 def live_batches(conn: psycopg.Connection, description: TableDescription, columns: list[Column]) -> Iterator[pa.RecordBatch]:
-    """The table's rows through the dump codecs, read on `conn` (so inside its transaction)."""
-    exprs, fields = select_expressions(columns)
-    converts = {c.name: codec_for(c).convert for c in columns if codec_for(c).convert}
+    """The table's rows through the dump's own codecs (`csv_batches`), read on `conn`, so inside
+    its transaction: a restore reads back what it loaded before committing."""
+    exprs, _ = select_expressions(columns)
+    schema = arrow_schema(dataclasses.replace(description, columns=columns))
     query = f"COPY (SELECT {', '.join(exprs)} FROM ONLY {description.ref.sql}) TO STDOUT (FORMAT csv)"
-    buffer = io.BytesIO()
     with conn.cursor().copy(query) as copy:
-        for chunk in copy:
-            buffer.write(chunk)
-            if buffer.tell() >= 8 << 20:
-                yield from _parse(buffer, fields, converts)
-                buffer = io.BytesIO()
-    yield from _parse(buffer, fields, converts)
-
-
-def _parse(buffer: io.BytesIO, fields, converts) -> Iterator[pa.RecordBatch]:
-    # COPY sends whole rows per message, so a flush at a message boundary never splits a row
-    if not buffer.tell():
-        return
-    buffer.seek(0)
-    table = pacsv.read_csv(
-        buffer,
-        read_options=pacsv.ReadOptions(column_names=[n for n, _ in fields]),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict(fields), true_values=["t"], false_values=["f"], null_values=[""],
-            strings_can_be_null=True, quoted_strings_can_be_null=False,
-        ),
-    )
-    for batch in table.to_batches():
-        yield pa.RecordBatch.from_arrays(
-            [converts[n](batch.column(i)) if n in converts else batch.column(i) for i, n in enumerate(batch.schema.names)],
-            names=batch.schema.names,
-        )
+        stream = io.BufferedReader(_CopyReader(copy), 1 << 20)
+        if stream.peek(1):
+            yield from csv_batches(stream, columns, schema)
+        else:
+            stream.read()
 
 
 def live_fingerprint(conn: psycopg.Connection, description: TableDescription, sidecar: dict) -> tuple[int, str]:

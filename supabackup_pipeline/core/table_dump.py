@@ -18,11 +18,15 @@ import pyarrow.parquet as pq
 
 from supabackup_pipeline.core.catalog import TableDescription, TableRef, describe_table
 from supabackup_pipeline.core.files import HashingWriter, open_private, write_json
-from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, codec_for, select_expressions
+from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, codec_for, convert_batch, select_expressions
 from supabackup_pipeline.core.snapshot import Snapshot
 
+# Each CSV block becomes one batch and one Parquet row group (ParquetWriter.write_batch closes a row
+# group per call; PARQUET_ROW_GROUP only caps it). 4 MB measured fastest (1 MB and 16 MB are ~10%
+# slower) and keeps peak memory a few blocks per table being dumped.
 CSV_BLOCK_SIZE = 4 << 20
 PARQUET_ROW_GROUP = 256 * 1024
+ZSTD_LEVEL = 1
 FORMAT_VERSION = 1
 
 
@@ -69,6 +73,33 @@ def arrow_schema(description: TableDescription) -> pa.Schema:
     return pa.schema(fields, metadata={"supabackup_table": description.ref.qualified})
 
 
+def _leaf_encodings(name: str, arrow_type: pa.DataType) -> dict[str, str]:
+    """Parquet encodings by leaf type: delta for integers (ids, timestamps, dates sort of count up),
+    byte-stream-split for floats (zstd then finds the repeated exponent bytes)."""
+    if pa.types.is_list(arrow_type):
+        return _leaf_encodings(f"{name}.list.element", arrow_type.value_type)
+    if pa.types.is_floating(arrow_type):
+        return {name: "BYTE_STREAM_SPLIT"}
+    if pa.types.is_integer(arrow_type) or pa.types.is_temporal(arrow_type):
+        return {name: "DELTA_BINARY_PACKED"}
+    return {}
+
+
+def parquet_writer(sink, schema: pa.Schema) -> pq.ParquetWriter:
+    """zstd without dictionaries: most columns of a table are near-unique (ids, uuids, timestamps,
+    JSON), where a dictionary is built, then thrown away or kept at a loss; zstd finds the repeats of
+    the few low-cardinality columns by itself. Measured on the benchmark's tables: half the CPU
+    time of the dictionary default and a smaller file."""
+    encodings: dict[str, str] = {}
+    for field in schema:
+        if "." not in field.name:  # a dotted name would be ambiguous as a column path
+            encodings.update(_leaf_encodings(field.name, field.type))
+    return pq.ParquetWriter(
+        sink, schema, compression="zstd", compression_level=ZSTD_LEVEL, use_dictionary=False,
+        column_encoding=encodings or None, write_statistics=False,
+    )
+
+
 def dump_table(snapshot: Snapshot, conn: psycopg.Connection, ref: TableRef, out_dir: Path) -> TableDump:
     """Write the table's rows and description into out_dir; `conn` is a worker of `snapshot`."""
     started = time.monotonic()
@@ -99,14 +130,11 @@ def dump_table(snapshot: Snapshot, conn: psycopg.Connection, ref: TableRef, out_
 def _write_parquet(
     snapshot: Snapshot, conn: psycopg.Connection, description: TableDescription, schema: pa.Schema, path: Path
 ) -> tuple[int, int, str]:
-    exprs, csv_fields = select_expressions(description.columns)
-    converts = {
-        column.name: codec_for(column).convert for column in description.columns if codec_for(column).convert
-    }
+    exprs, _ = select_expressions(description.columns)
     rows = 0
     with open_private(path) as raw:
         sink = HashingWriter(raw)
-        writer = pq.ParquetWriter(sink, schema, compression="zstd", write_statistics=False)
+        writer = parquet_writer(sink, schema)
         try:
             if not exprs:  # a table without columns still has rows
                 rows = conn.execute(f"SELECT count(*) FROM ONLY {description.ref.sql}").fetchone()[0]
@@ -115,25 +143,28 @@ def _write_parquet(
                 with snapshot.copy_out(query) as stream:
                     if not stream.peek(1):  # an empty table: pyarrow refuses to open an empty CSV
                         return 0, *_finish(writer, sink)
-                    reader = pacsv.open_csv(
-                        stream,
-                        read_options=pacsv.ReadOptions(column_names=[n for n, _ in csv_fields], block_size=CSV_BLOCK_SIZE),
-                        parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-                        convert_options=pacsv.ConvertOptions(
-                            column_types=dict(csv_fields), true_values=["t"], false_values=["f"], null_values=[""],
-                            strings_can_be_null=True, quoted_strings_can_be_null=False,
-                        ),
-                    )
-                    for batch in reader:
-                        columns = [
-                            converts[name](batch.column(i)) if name in converts else batch.column(i)
-                            for i, name in enumerate(batch.schema.names)
-                        ]
-                        writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema), row_group_size=PARQUET_ROW_GROUP)
+                    for batch in csv_batches(stream, description.columns, schema):
+                        writer.write_batch(batch, row_group_size=PARQUET_ROW_GROUP)
                         rows += batch.num_rows
         finally:
             size, digest = _finish(writer, sink)
     return rows, size, digest
+
+
+def csv_batches(stream, columns, schema: pa.Schema):
+    """Record batches (in `schema`) from the CSV bytes of `COPY (SELECT select_expressions(columns))`."""
+    _, csv_fields = select_expressions(columns)
+    reader = pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(column_names=[n for n, _ in csv_fields], block_size=CSV_BLOCK_SIZE),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(csv_fields), true_values=["t"], false_values=["f"], null_values=[""],
+            strings_can_be_null=True, quoted_strings_can_be_null=False,
+        ),
+    )
+    for batch in reader:
+        yield pa.RecordBatch.from_arrays(convert_batch(columns, batch), schema=schema)
 
 
 def _finish(writer: pq.ParquetWriter, sink: HashingWriter) -> tuple[int, str]:
