@@ -2,40 +2,33 @@
 
     .venv/bin/python benchmarks/storage_restore_benchmark.py [--small 2000] [--large 4] [--large-mb 32]
 
-Starts a throw-away local stack (as benchmarks/storage_benchmark.py does), fills a bucket of small
-files and one of large files, backs both up with the mirror, then empties them and restores them
-from the backup (plan + apply), in a fresh child process per measurement so that peak RSS is its
-own. Large objects are uploaded from their backup files by path, streamed: memory stays flat.
+Starts a throw-away local stack (benchmarks/_storage_setup.py, shared with storage_benchmark.py),
+fills a bucket of small files and one of large files, backs both up with the mirror, then empties
+them and restores them from the backup (plan + apply), in a fresh child process per measurement so
+that peak RSS is its own. Large objects are uploaded from their backup files by path, streamed:
+memory stays flat.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from storage_benchmark import LARGE_BUCKET, SMALL_BUCKET, start_stack, upload  # noqa: E402
+from _storage_setup import (  # noqa: E402
+    LARGE_BUCKET, SMALL_BUCKET, local_stack, make_parser, run_child, storage_client, upload,
+)
 
 
 def measure(args: dict) -> dict:
     """plan + apply of one bucket, in this (child) process."""
-    from supabase import create_client
-
     from supabackup_pipeline.core import storage_restore as sr
 
-    client = create_client(args["url"], args["key"]).storage
-    if args.get("latency_ms"):
-        delay = args["latency_ms"] / 1000
-        client.session.event_hooks["request"].append(lambda request: time.sleep(delay))
+    client = storage_client(args["url"], args["key"], args.get("latency_ms", 0))
     started = time.monotonic()
     plan = sr.plan_storage_restore(client, Path(args["root"]), [args["bucket"]], workers=args["workers"],
                                    log=lambda _: None)
@@ -46,12 +39,6 @@ def measure(args: dict) -> dict:
             "bytes": result.uploaded_bytes, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def run_child(**args) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--measure", json.dumps(args)], check=True,
-                         capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def row(label: str, r: dict) -> str:
     s = max(r["apply_seconds"], 1e-9)
     return (f"{label:<44} plan {r['plan_seconds']:6.2f}s  apply {r['apply_seconds']:6.2f}s"
@@ -60,28 +47,15 @@ def row(label: str, r: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", type=int, default=2000, help="small objects (0.5-8 KB)")
-    parser.add_argument("--large", type=int, default=4, help="large objects")
-    parser.add_argument("--large-mb", type=int, default=32, help="size of each large object, MB")
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--latency-ms", type=float, default=0, help="added to every request, as a network round trip")
-    parser.add_argument("--measure", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = make_parser(__doc__).parse_args()
     if args.measure:
         print(json.dumps(measure(json.loads(args.measure))))
         return
 
-    from supabase import create_client
-
     from supabackup_pipeline.core import storage_mirror as sm
-    from supabackup_pipeline.dev.stack import service_role_key
 
-    root = Path(tempfile.mkdtemp(prefix="supabackup-restore-bench-"))
-    info, proc = start_stack(root / "stack")
-    try:
-        url, key = info.supabase_url, service_role_key(info.jwt_secret)
-        client = create_client(url, key).storage
+    with local_stack("supabackup-restore-bench-") as (root, url, key):
+        client = storage_client(url, key)
         upload(client, args.small, args.large, args.large_mb, root)
         backup = root / "backup" / "storage"
         buckets = [b for b in sm.list_buckets(client, log=lambda _: None) if b["id"] in (SMALL_BUCKET, LARGE_BUCKET)]
@@ -93,16 +67,11 @@ def main() -> None:
             results = []
             for workers in (1, args.workers):
                 client.empty_bucket(bucket)
-                results.append(run_child(**common, bucket=bucket, workers=workers))
+                results.append(run_child(__file__, **common, bucket=bucket, workers=workers))
                 print(row(f"{bucket}: emptied, restored (workers={workers})", results[-1]))
-            again = run_child(**common, bucket=bucket, workers=args.workers)
+            again = run_child(__file__, **common, bucket=bucket, workers=args.workers)
             print(row(f"{bucket}: rerun, nothing to do", again))
             print(f"{'':<44} speed-up of the pool: {results[0]['apply_seconds'] / results[1]['apply_seconds']:.1f}x\n")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-        info.cluster.destroy()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -263,6 +263,12 @@ def cmd_refresh_tables(args) -> int:
     return 0
 
 
+def add_yes_and_json(p: argparse.ArgumentParser) -> None:
+    """The flags of the commands that change the project or its backups (rollback, delete, prune)."""
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supabackup", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -309,30 +315,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-safety-backup", action="store_true", help="skip the backup of the current state")
     p.add_argument("--allow-other-project", action="store_true", help="restore a backup taken from another project")
     p.add_argument("--drop-new-tables", action="store_true", help="drop tables created after the backup")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--json", action="store_true")
+    add_yes_and_json(p)
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("delete", help="delete one backup")
     p.add_argument("backup_id")
     p.add_argument("--force", action="store_true", help="also delete the only valid backup")
-    p.add_argument("--yes", action="store_true")
-    p.add_argument("--json", action="store_true")
+    add_yes_and_json(p)
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("prune", help="delete the backups the retention policy does not keep")
     for rule in ("last", "daily", "weekly", "monthly"):
         p.add_argument(f"--keep-{rule}", dest=f"keep_{rule}", type=int, default=None)
     p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--yes", action="store_true")
-    p.add_argument("--json", action="store_true")
+    add_yes_and_json(p)
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("rollbacks", help="the rollback history")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rollbacks)
 
-    p = sub.add_parser("refresh-tables", help="rediscover tables and buckets for the asset list")
+    p = sub.add_parser("refresh-tables", help="rediscover tables for the asset list")
     p.set_defaults(func=cmd_refresh_tables)
     return parser
 

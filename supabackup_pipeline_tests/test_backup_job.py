@@ -178,6 +178,52 @@ def test_cli_unreachable_database_fails_cleanly(env):
     assert BackupStore(Path(env["BACKUP_PATH"])).backup_ids() == []
 
 
+def test_cli_refresh_tables_caches_a_new_table_for_the_asset_list(env, seeded, monkeypatch):
+    import psycopg
+
+    from supabackup_pipeline.assets.keys import bucket_key
+    from supabackup_pipeline.core.discovery_cache import update_catalog
+    from supabackup_pipeline.dev.postgres_cluster import free_port
+
+    # the list an earlier backup run cached, before the new table existed
+    state_dir = BackupStore(Path(env["BACKUP_PATH"])).state_dir
+    cache = state_dir / "catalog.json"
+    update_catalog(state_dir, tables=[["public", "customers"], ["public", "orders"]], buckets=["avatars"])
+    with psycopg.connect(seeded, autocommit=True) as db:
+        db.execute("CREATE TABLE public.refreshed_late (id int)")
+    try:
+        done = _cli(["refresh-tables"], env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        cached = json.loads(cache.read_text())
+        assert ["public", "refreshed_late"] in cached["tables"]
+        assert {("public", "customers"), ("public", "orders")} <= {tuple(t) for t in cached["tables"]}
+        assert cached["buckets"] == ["avatars"]  # refreshing tables leaves the cached buckets alone
+        assert f"{len(cached['tables'])} tables cached" in done.stdout
+
+        # the definitions come from the cache alone: no database (nor any configuration) at load time
+        for var in ("SUPABASE_DB_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"):
+            monkeypatch.delenv(var, raising=False)
+        keys = build_definitions(env["BACKUP_PATH"]).resolve_asset_graph().get_all_asset_keys()
+        assert table_key("public", "refreshed_late") in keys
+        assert bucket_key("avatars") in keys
+
+        # an unreachable database: a one-line error naming the variable, exit 1, the cache untouched
+        with psycopg.connect(seeded, autocommit=True) as db:
+            db.execute("CREATE TABLE public.never_cached (id int)")
+        kept = cache.read_bytes()
+        password = "N0t-L0gged-9f2e"
+        bad_url = f"postgresql://postgres:{password}@127.0.0.1:{free_port()}/postgres"
+        done = _cli(["refresh-tables"], {**env, "SUPABASE_DB_URL": bad_url})
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert done.stderr.startswith("error: cannot connect to the database (SUPABASE_DB_URL)"), done.stderr
+        assert "Traceback" not in done.stderr and password not in done.stderr + done.stdout
+        assert cache.read_bytes() == kept
+        assert not (state_dir / "catalog.json.tmp").exists()
+    finally:
+        with psycopg.connect(seeded, autocommit=True) as db:
+            db.execute("DROP TABLE IF EXISTS public.refreshed_late; DROP TABLE IF EXISTS public.never_cached")
+
+
 def test_cli_show_rejects_unknown_and_malformed_ids(env):
     done = _cli(["show", "../etc"], env)
     assert done.returncode == 2 and "invalid backup ID" in done.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg.rows import dict_row
 
 from supabackup_pipeline.core.pg_types import Column, quote_ident
 
@@ -107,6 +108,11 @@ ORDER BY c.attnum
 """
 
 
+def _records(conn: psycopg.Connection, query: str, params: tuple) -> list[dict]:
+    """The query's rows as dicts keyed by its column names (the sidecar's keys, as the SQL names them)."""
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+
+
 def describe_table(conn: psycopg.Connection, ref: TableRef) -> TableDescription:
     oid, relrowsecurity, relforcerowsecurity, relpersistence, comment = conn.execute(
         "SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence, obj_description(c.oid, 'pg_class')"
@@ -118,39 +124,32 @@ def describe_table(conn: psycopg.Connection, ref: TableRef) -> TableDescription:
                identity=r[6] or "", generated=r[7] or "")
         for r in conn.execute(_COLUMNS_SQL, {"oid": oid}).fetchall()
     ]
-    constraints = [
-        {"name": n, "type": t, "definition": d}
-        for n, t, d in conn.execute(
-            "SELECT conname, contype, pg_get_constraintdef(oid, true) FROM pg_constraint"
-            " WHERE conrelid = %s AND contype <> 'n' ORDER BY contype <> 'p', conname COLLATE \"C\"",
-            (oid,),
-        )
-    ]
-    indexes = [
-        {"name": n, "definition": d}
-        for n, d in conn.execute(
-            "SELECT ic.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid"
-            " WHERE i.indrelid = %s AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)"
-            " ORDER BY ic.relname COLLATE \"C\"",
-            (oid,),
-        )
-    ]
-    policies = [
-        {"name": r[0], "command": r[1], "permissive": r[2], "roles": r[3], "using": r[4], "with_check": r[5]}
-        for r in conn.execute(
-            "SELECT policyname, cmd, permissive, roles::text[], qual, with_check FROM pg_policies"
-            " WHERE schemaname = %s AND tablename = %s ORDER BY policyname COLLATE \"C\"",
-            (ref.schema, ref.name),
-        )
-    ]
-    triggers = [
-        {"name": n, "definition": d, "enabled": e}
-        for n, d, e in conn.execute(
-            "SELECT tgname, pg_get_triggerdef(oid, true), tgenabled::text FROM pg_trigger"
-            " WHERE tgrelid = %s AND NOT tgisinternal ORDER BY tgname COLLATE \"C\"",
-            (oid,),
-        )
-    ]
+    constraints = _records(
+        conn,
+        "SELECT conname AS name, contype AS type, pg_get_constraintdef(oid, true) AS definition FROM pg_constraint"
+        " WHERE conrelid = %s AND contype <> 'n' ORDER BY contype <> 'p', conname COLLATE \"C\"",
+        (oid,),
+    )
+    indexes = _records(
+        conn,
+        "SELECT ic.relname AS name, pg_get_indexdef(i.indexrelid) AS definition"
+        " FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid"
+        " WHERE i.indrelid = %s AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)"
+        " ORDER BY ic.relname COLLATE \"C\"",
+        (oid,),
+    )
+    policies = _records(
+        conn,
+        "SELECT policyname AS name, cmd AS command, permissive, roles::text[] AS roles, qual AS \"using\", with_check"
+        " FROM pg_policies WHERE schemaname = %s AND tablename = %s ORDER BY policyname COLLATE \"C\"",
+        (ref.schema, ref.name),
+    )
+    triggers = _records(
+        conn,
+        "SELECT tgname AS name, pg_get_triggerdef(oid, true) AS definition, tgenabled::text AS enabled FROM pg_trigger"
+        " WHERE tgrelid = %s AND NOT tgisinternal ORDER BY tgname COLLATE \"C\"",
+        (oid,),
+    )
     parent = conn.execute(
         "SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = %s", (oid,)
     ).fetchone()
