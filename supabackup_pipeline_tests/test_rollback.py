@@ -141,6 +141,8 @@ def test_rollback_brings_tables_users_sequences_and_storage_back(project):
 
     report = rollback(backup["backup_id"], {})
     assert report["status"] == "restored", report
+    # every restored table, drifted and recreated ones included, reads back as the dump read it
+    assert {t["validated_by"] for t in report["database"]["tables"]} == {"copy_sha256"}
     after = project_state(project["db"], project["buckets"], project["storage"])
     # public.later was created after the backup: left alone by default (and listed in the plan)
     assert after["content"].pop("public.later") == []

@@ -3,8 +3,8 @@
 Inside that transaction, in this order:
 1. an advisory lock (one backup or rollback per project at a time);
 2. `session_replication_role = replica` (as Supabase's own restore instructions do), so user
-   triggers do not fire on restored rows; if the role may not set it, user triggers are disabled
-   per table instead;
+   triggers do not fire on restored rows; triggers set to fire ALWAYS or on REPLICA, and all user
+   triggers when the role may not set replica mode, are disabled by name and put back as they were;
 3. missing sequences and tables are recreated from the backup's sidecars;
 4. every restored table is emptied by one TRUNCATE (with the auth tables that hang off users,
    such as sessions and refresh tokens: a rollback signs everyone out), then schema drift is
@@ -12,7 +12,8 @@ Inside that transaction, in this order:
    reverted), and the rows are loaded with COPY;
 5. foreign keys of recreated tables are added back, sequences set to their backed-up values,
    every foreign key touching a restored table is checked, and each table's row count and
-   content fingerprint is compared with the backup. Any difference raises: nothing commits.
+   content is compared with the backup (core/fingerprint.py: the dump's COPY digest, or value by
+   value). Any difference raises: nothing commits.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import psycopg
 from supabackup_pipeline.core.catalog import TableRef, describe_table, list_tables, table_exists
 from supabackup_pipeline.core.ddl import column_sql, create_table_sql, foreign_key_sql
 from supabackup_pipeline.core.errors import SupabackupError
-from supabackup_pipeline.core.fingerprint import backup_fingerprint, live_fingerprint
-from supabackup_pipeline.core.pg_types import quote_ident
+from supabackup_pipeline.core.fingerprint import backup_fingerprint, live_copy_sha256, live_fingerprint
+from supabackup_pipeline.core.pg_types import Column, quote_ident
 from supabackup_pipeline.core.project_lock import lock_project
 from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.table_load import load_table
@@ -132,16 +133,29 @@ def plan_database_restore(
     return plan
 
 
-def _live_columns(conn: psycopg.Connection, ref: TableRef) -> dict[str, str]:
-    return {c.name: c.pg_type for c in describe_table(conn, ref).columns}
+def _live_columns(conn: psycopg.Connection, ref: TableRef) -> dict[str, Column]:
+    return {c.name: c for c in describe_table(conn, ref).columns}
+
+
+def _generation_changed(live: Column, backed: dict) -> bool:
+    """A stored generated column whose expression changed, or a plain column that became one (or back)."""
+    if bool(backed.get("generated")) != (live.generated == "s"):
+        return True
+    return bool(backed.get("generated")) and live.default != backed.get("default")
 
 
 def _drift(conn: psycopg.Connection, ref: TableRef, sidecar: dict) -> list[str]:
     live = _live_columns(conn, ref)
-    backed = {c["name"]: c["type"] for c in sidecar["columns"]}
+    backed = {c["name"]: c for c in sidecar["columns"]}
     drift = [f"column {n} added since the backup: will be dropped" for n in live if n not in backed]
     drift += [f"column {n} dropped since the backup: will be re-added" for n in backed if n not in live]
-    drift += [f"column {n} retyped {live[n]} -> {t}: will revert" for n, t in backed.items() if n in live and live[n] != t]
+    for n, c in backed.items():
+        if n not in live:
+            continue
+        if _generation_changed(live[n], c):
+            drift.append(f"column {n} generated differently since the backup: will be re-created")
+        elif live[n].pg_type != c["type"]:
+            drift.append(f"column {n} retyped {live[n].pg_type} -> {c['type']}: will revert")
     return drift
 
 
@@ -199,7 +213,9 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
     with connect(db_url) as conn:
         with conn.transaction():
             lock_project(conn, "rollback")
-            conn.execute("SET LOCAL synchronize_seqscans = off")  # restored tables read back in load order
+            # restored tables read back in load order: no synchronized or parallel scans
+            conn.execute("SET LOCAL synchronize_seqscans = off")
+            conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             conn.execute("SET LOCAL lock_timeout = '60s'")
             replica = _try_replica(conn)
             log("user triggers: " + ("off (session_replication_role = replica)" if replica else "disabled per table"))
@@ -218,8 +234,7 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
             for step in plan.tables:
                 if step.exists:
                     _undo_drift(conn, step)
-                if not replica:
-                    conn.execute(f"ALTER TABLE {step.ref.sql} DISABLE TRIGGER USER")
+            silenced = _silence_triggers(conn, [s.ref for s in plan.tables], replica)
             for step in _parents_first(plan.tables):
                 t0 = time.monotonic()
                 rows = load_table(conn, root / step.parquet, step.sidecar)
@@ -228,9 +243,7 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
             for step in creating:
                 for statement in foreign_key_sql(step.sidecar):
                     conn.execute(statement)
-            if not replica:
-                for step in plan.tables:
-                    conn.execute(f"ALTER TABLE {step.ref.sql} ENABLE TRIGGER USER")
+            _restore_triggers(conn, silenced)
             for seq in plan.sequences:
                 conn.execute("SELECT setval(%s::regclass, %s, %s)",
                              (TableRef(seq["schema"], seq["name"]).sql, seq["last_value"], seq["is_called"]))
@@ -253,6 +266,34 @@ def _try_replica(conn: psycopg.Connection) -> bool:
         return False
 
 
+_ENABLE = {"O": "ENABLE TRIGGER", "A": "ENABLE ALWAYS TRIGGER", "R": "ENABLE REPLICA TRIGGER"}
+
+
+def _silence_triggers(conn, tables: list[TableRef], replica: bool) -> list[tuple[str, str, str]]:
+    """Disable, by name, the user triggers that would fire on restored rows: all enabled ones, or in
+    replica mode only those set to fire ALWAYS or on REPLICA. Returns (table, trigger, mode) so that
+    `_restore_triggers` puts back each trigger's own mode (a disabled one stays disabled)."""
+    if not tables:
+        return []
+    rows = conn.execute(
+        """
+        SELECT t.tgrelid::regclass::text, quote_ident(t.tgname), t.tgenabled
+        FROM pg_trigger t
+        WHERE NOT t.tgisinternal AND t.tgrelid = ANY(%s::regclass[])
+          AND t.tgenabled <> 'D' AND (NOT %s OR t.tgenabled IN ('A', 'R'))
+        """,
+        ([t.sql for t in tables], replica),
+    ).fetchall()
+    for table, trigger, _ in rows:
+        conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
+    return [(table, trigger, str(mode)) for table, trigger, mode in rows]
+
+
+def _restore_triggers(conn, silenced: list[tuple[str, str, str]]) -> None:
+    for table, trigger, mode in silenced:
+        conn.execute(f"ALTER TABLE {table} {_ENABLE[mode]} {trigger}")
+
+
 def _create_sequences(conn, plan: DatabasePlan, creating: list[TableStep]) -> None:
     """Sequences that tables being recreated use as defaults (serial columns), before the tables."""
     identity = {(s.ref.qualified, c["name"]) for s in creating for c in s.sidecar["columns"] if c.get("identity")}
@@ -264,16 +305,18 @@ def _create_sequences(conn, plan: DatabasePlan, creating: list[TableStep]) -> No
 
 
 def _undo_drift(conn, step: TableStep) -> None:
-    """On the emptied table: drop added columns, re-add dropped ones, revert types."""
+    """On the emptied table: drop added columns, re-add dropped ones (and re-create ones whose
+    generation changed), revert types."""
     live = _live_columns(conn, step.ref)
     backed = {c["name"]: c for c in step.sidecar["columns"]}
     for name in live:
-        if name not in backed:
+        if name not in backed or _generation_changed(live[name], backed[name]):
             conn.execute(f"ALTER TABLE {step.ref.sql} DROP COLUMN {quote_ident(name)}")
+    live = _live_columns(conn, step.ref)
     for name, c in backed.items():
         if name not in live:
             conn.execute(f"ALTER TABLE {step.ref.sql} ADD COLUMN {column_sql(c)}")
-        elif live[name] != c["type"]:
+        elif live[name].pg_type != c["type"]:
             col = quote_ident(name)
             conn.execute(f"ALTER TABLE {step.ref.sql} ALTER COLUMN {col} DROP DEFAULT")
             conn.execute(f"ALTER TABLE {step.ref.sql} ALTER COLUMN {col} TYPE {c['type']} USING NULL")
@@ -333,12 +376,22 @@ def check_foreign_keys(conn, tables: list[TableRef]) -> list[str]:
 
 
 def _post_validate(conn, plan: DatabasePlan, root: Path, results: list[dict]) -> list[str]:
+    """Each restored table equal to its dump: by the dump's COPY digest, or else value by value."""
     mismatches = []
     by_table = {r["table"]: r for r in results}
     for step in plan.tables:
+        result = by_table[step.ref.qualified]
+        expected_copy = step.sidecar.get("copy_sha256")
+        if expected_copy:
+            rows, actual = live_copy_sha256(conn, step.sidecar)
+            if rows == step.rows_after and actual == expected_copy:
+                result.update(validated_by="copy_sha256", checksum=actual)
+                continue
+        # No digest (an older backup), or the text differs: this server may print some type
+        # differently from the one backed up. Compare the values themselves.
         expected_rows, expected = backup_fingerprint(root / step.parquet, step.sidecar)
         rows, actual = live_fingerprint(conn, describe_table(conn, step.ref), step.sidecar)
-        by_table[step.ref.qualified].update(fingerprint=actual)
+        result.update(validated_by="fingerprint", checksum=actual)
         if rows != expected_rows or rows != step.rows_after:
             mismatches.append(f"{step.ref.qualified}: {rows} rows, backup has {expected_rows}")
         elif actual != expected:

@@ -54,6 +54,26 @@ def write_json(path: Path, data: object) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+class HashingReader(io.RawIOBase):
+    """A read-only file that hashes what is read through it (a COPY stream, on its way to pyarrow)."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._raw.readinto(buffer)
+        if n:
+            self._digest.update(memoryview(buffer)[:n])
+        return n or 0
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 class HashingWriter(io.RawIOBase):
     """A write-only file that hashes what passes through (hashing while writing costs ~2%)."""
 

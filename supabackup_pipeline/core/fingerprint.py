@@ -1,7 +1,12 @@
-"""Content fingerprints of table data, the same for a backup's Parquet file and for a live table.
+"""Content checks of table data: is a live table equal to a table dump?
 
-Both sides are brought to the exact Postgres text form a restore loads (`table_load.text_batch`)
-and hashed column by column (values, lengths and NULLs in separate streams, so the result does
+Fast and exact: the dump records the SHA-256 of the COPY text the server wrote while the table was
+dumped (`copy_sha256`); reading the live table with the same COPY and hashing the bytes must give
+the same digest. No value is parsed, so this costs about a plain COPY out.
+
+Value by value, for dumps without that digest or when the server's text forms differ (another
+PostgreSQL version): fingerprints of both sides, are brought to the exact Postgres text form a restore loads (`table_load.text_batch`)
+hashed column by column (values, lengths and NULLs in separate streams, so the result does
 not depend on how rows are split into batches). Row order counts: a freshly restored table
 reads back in load order (TRUNCATE + COPY, synchronized scans off).
 """
@@ -19,9 +24,9 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from supabackup_pipeline.core.catalog import TableDescription
+from supabackup_pipeline.core.catalog import TableDescription, TableRef
 from supabackup_pipeline.core.pg_types import Column, select_expressions
-from supabackup_pipeline.core.table_dump import arrow_schema, csv_batches
+from supabackup_pipeline.core.table_dump import arrow_schema, copy_select_sql, csv_batches
 from supabackup_pipeline.core.table_load import text_batch
 
 
@@ -52,8 +57,9 @@ class _Fingerprint:
         return total.hexdigest()
 
 
-def loadable_columns(sidecar: dict) -> list[str]:
-    return [c["name"] for c in sidecar["columns"] if not c.get("generated")]
+def column_names(sidecar: dict) -> list[str]:
+    """Every column, generated ones too: a restored table must also compute them as the backup did."""
+    return [c["name"] for c in sidecar["columns"]]
 
 
 def fingerprint_batches(batches: Iterable[pa.RecordBatch], columns: list[str]) -> tuple[int, str]:
@@ -66,7 +72,7 @@ def fingerprint_batches(batches: Iterable[pa.RecordBatch], columns: list[str]) -
 def backup_fingerprint(parquet_path: Path, sidecar: dict) -> tuple[int, str]:
     """(rows, fingerprint) of a table dump."""
     parquet = pq.ParquetFile(parquet_path, pre_buffer=False)
-    return fingerprint_batches(parquet.iter_batches(batch_size=64 * 1024), loadable_columns(sidecar))
+    return fingerprint_batches(parquet.iter_batches(batch_size=64 * 1024), column_names(sidecar))
 
 
 class _CopyReader(io.RawIOBase):
@@ -113,5 +119,25 @@ def live_fingerprint(conn: psycopg.Connection, description: TableDescription, si
     """(rows, fingerprint) of the live table, read through the backup's column list and codecs."""
     by_name = {c.name: c for c in description.columns}
     wanted = [by_name[c["name"]] for c in sidecar["columns"] if c["name"] in by_name]
-    names = loadable_columns(sidecar)
+    names = column_names(sidecar)
     return fingerprint_batches(live_batches(conn, description, wanted), names)
+
+
+def sidecar_columns(sidecar: dict) -> list[Column]:
+    """The columns as the dump described them: what its COPY select list was built from."""
+    return [Column(name=c["name"], pg_type=c["type"], base_type=c["base_type"], element_type=c.get("element_type"))
+            for c in sidecar["columns"]]
+
+
+def live_copy_sha256(conn: psycopg.Connection, sidecar: dict) -> tuple[int, str]:
+    """(rows, SHA-256) of the live table read with the dump's own COPY, on `conn` (so inside its
+    transaction). Equals the sidecar's `copy_sha256` exactly when the table holds the rows the dump
+    read, in the same order: a restored table reads back in load order."""
+    digest = hashlib.sha256()
+    rows = 0
+    ref = TableRef(sidecar["schema"], sidecar["table"])
+    with conn.cursor().copy(copy_select_sql(sidecar_columns(sidecar), ref)) as copy:
+        for row in copy:  # libpq hands out COPY data one row per message
+            digest.update(row)
+            rows += 1
+    return rows, digest.hexdigest()

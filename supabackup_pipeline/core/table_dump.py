@@ -7,6 +7,7 @@ whole in memory: peak memory is a few blocks, whatever the table size.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from supabackup_pipeline.core.catalog import TableDescription, TableRef, describe_table
-from supabackup_pipeline.core.files import HashingWriter, open_private, write_json
-from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, codec_for, convert_batch, select_expressions
+from supabackup_pipeline.core.files import HashingReader, HashingWriter, open_private, write_json
+from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, Column, codec_for, convert_batch, select_expressions
 from supabackup_pipeline.core.snapshot import Snapshot
 
 # Each CSV block becomes one batch and one Parquet row group (ParquetWriter.write_batch closes a row
@@ -107,11 +108,14 @@ def dump_table(snapshot: Snapshot, conn: psycopg.Connection, ref: TableRef, out_
     stem = safe_file_stem(ref)
     parquet_path = out_dir / f"{stem}.parquet"
     schema = arrow_schema(description)
-    rows, size, digest = _write_parquet(snapshot, conn, description, schema, parquet_path)
+    rows, size, digest, copy_digest = _write_parquet(snapshot, conn, description, schema, parquet_path)
     sidecar = {
         "format_version": FORMAT_VERSION,
         **description.to_json(),
         "row_count": rows,
+        # The rows as the server wrote them (`copy_select_sql`): a restore reads the restored table
+        # the same way and compares, which proves it equal to the source without parsing it.
+        "copy_sha256": copy_digest,
         "parquet": {"file": parquet_path.name, "bytes": size, "sha256": digest},
         "arrow_schema": [{"name": f.name, "type": str(f.type)} for f in schema],
         "overflow_columns": {
@@ -127,11 +131,19 @@ def dump_table(snapshot: Snapshot, conn: psycopg.Connection, ref: TableRef, out_
     )
 
 
+def copy_select_sql(columns: list[Column], ref: TableRef) -> str:
+    """The COPY a dump reads a table with (and a restore reads it back with, to compare)."""
+    exprs, _ = select_expressions(columns)
+    return f"COPY (SELECT {', '.join(exprs)} FROM ONLY {ref.sql}) TO STDOUT (FORMAT csv)"
+
+
 def _write_parquet(
     snapshot: Snapshot, conn: psycopg.Connection, description: TableDescription, schema: pa.Schema, path: Path
-) -> tuple[int, int, str]:
+) -> tuple[int, int, str, str | None]:
+    """(rows, Parquet size, Parquet SHA-256, SHA-256 of the COPY text read)."""
     exprs, _ = select_expressions(description.columns)
     rows = 0
+    copied = None
     with open_private(path) as raw:
         sink = HashingWriter(raw)
         writer = parquet_writer(sink, schema)
@@ -139,16 +151,16 @@ def _write_parquet(
             if not exprs:  # a table without columns still has rows
                 rows = conn.execute(f"SELECT count(*) FROM ONLY {description.ref.sql}").fetchone()[0]
             else:
-                query = f"COPY (SELECT {', '.join(exprs)} FROM ONLY {description.ref.sql}) TO STDOUT (FORMAT csv)"
-                with snapshot.copy_out(query) as stream:
-                    if not stream.peek(1):  # an empty table: pyarrow refuses to open an empty CSV
-                        return 0, *_finish(writer, sink)
-                    for batch in csv_batches(stream, description.columns, schema):
-                        writer.write_batch(batch, row_group_size=PARQUET_ROW_GROUP)
-                        rows += batch.num_rows
+                with snapshot.copy_out(copy_select_sql(description.columns, description.ref)) as pipe:
+                    copied = HashingReader(pipe)
+                    stream = io.BufferedReader(copied, CSV_BLOCK_SIZE)
+                    if stream.peek(1):  # an empty table: pyarrow refuses to open an empty CSV
+                        for batch in csv_batches(stream, description.columns, schema):
+                            writer.write_batch(batch, row_group_size=PARQUET_ROW_GROUP)
+                            rows += batch.num_rows
         finally:
             size, digest = _finish(writer, sink)
-    return rows, size, digest
+    return rows, size, digest, copied.hexdigest() if copied else None
 
 
 def csv_batches(stream, columns, schema: pa.Schema):

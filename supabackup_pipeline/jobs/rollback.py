@@ -94,7 +94,8 @@ def rollback_project(context: dg.OpExecutionContext, prepared: dict,
         context.log_event(dg.AssetMaterialization(
             asset_key=live_table_key(schema, name),
             metadata={"restored_from": backup_id, "rows": dg.MetadataValue.int(table["rows"]),
-                      "duration_s": dg.MetadataValue.float(table["seconds"]), "fingerprint": table.get("fingerprint", "")},
+                      "duration_s": dg.MetadataValue.float(table["seconds"]), "checksum": table.get("checksum", ""),
+                      "validated_by": table.get("validated_by", "")},
         ))
     return dg.Output(None, metadata={
         "backup_id": backup_id, "status": report["status"], "dry_run": config.dry_run,

@@ -1,0 +1,160 @@
+"""The database restore itself (core/db_restore.py), without Dagster: triggers, generated columns,
+and the post-validation that decides whether the restore commits."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from supabackup_pipeline.core import db_restore
+from supabackup_pipeline.core.database_backup import backup_database
+from supabackup_pipeline.core.db_restore import apply_database_restore, plan_database_restore
+from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.snapshot import connect
+
+
+@pytest.fixture
+def schema(db):
+    """A schema of its own per test, so that backups of it hold only this test's tables."""
+    name = f"r_{uuid.uuid4().hex[:8]}"
+    db.execute(f"CREATE SCHEMA {name}")
+    yield name
+    db.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def back_up(db_url: str, schema: str, out: Path) -> dict:
+    """A backup of `schema` (no users) and the manifest part a restore plan reads."""
+    result = backup_database(db_url, out, [schema], include_users=False, log=lambda _: None)
+    return {"parts": {"database": {"schemas": [schema], "tables": [
+        {"schema": d.ref.schema, "name": d.ref.name, "parquet": f"database/{d.parquet_file}",
+         "sidecar": f"database/{d.sidecar_file}"} for d in result.tables]}}}
+
+
+def plan(db_url: str, out: Path, manifest: dict):
+    with connect(db_url) as conn:
+        return plan_database_restore(conn, out, manifest, ["database"])
+
+
+def rows(db, table: str) -> list[tuple]:
+    return db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+
+
+@pytest.mark.parametrize("replica_mode", [True, False], ids=["replica-mode", "triggers-disabled-by-name"])
+def test_no_trigger_fires_on_restored_rows_and_each_keeps_its_mode(db, project_db_url, schema, tmp_path,
+                                                                     monkeypatch, replica_mode):
+    log = f"{schema}_log"
+    db.execute(f"""
+        CREATE SCHEMA {log};
+        CREATE TABLE {log}.fired (trigger text);
+        CREATE TABLE {schema}.t (id int PRIMARY KEY, val text);
+        INSERT INTO {schema}.t SELECT g, 'v' || g FROM generate_series(1, 50) g;
+        CREATE FUNCTION {schema}.note() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO {log}.fired VALUES (TG_NAME); RETURN NEW; END $$;
+        CREATE TRIGGER t_origin AFTER INSERT ON {schema}.t FOR EACH ROW EXECUTE FUNCTION {schema}.note();
+        CREATE TRIGGER t_always AFTER INSERT ON {schema}.t FOR EACH ROW EXECUTE FUNCTION {schema}.note();
+        CREATE TRIGGER t_replica AFTER INSERT ON {schema}.t FOR EACH ROW EXECUTE FUNCTION {schema}.note();
+        CREATE TRIGGER t_off AFTER INSERT ON {schema}.t FOR EACH ROW EXECUTE FUNCTION {schema}.note();
+        ALTER TABLE {schema}.t ENABLE ALWAYS TRIGGER t_always;
+        ALTER TABLE {schema}.t ENABLE REPLICA TRIGGER t_replica;
+        ALTER TABLE {schema}.t DISABLE TRIGGER t_off;
+    """)
+    modes_sql = f"SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = '{schema}.t'::regclass ORDER BY 1"
+    modes = db.execute(modes_sql).fetchall()
+    at_backup = rows(db, f"{schema}.t")
+    manifest = back_up(project_db_url, schema, tmp_path)
+    db.execute(f"DELETE FROM {schema}.t WHERE id > 10; TRUNCATE {log}.fired")
+    if not replica_mode:  # as for a role that may not set session_replication_role
+        monkeypatch.setattr(db_restore, "_try_replica", lambda conn: False)
+
+    result = apply_database_restore(project_db_url, plan(project_db_url, tmp_path, manifest), tmp_path,
+                                    log=lambda _: None)
+
+    assert result["replica_mode"] is replica_mode
+    assert rows(db, f"{schema}.t") == at_backup
+    assert rows(db, f"{log}.fired") == []
+    assert db.execute(modes_sql).fetchall() == modes
+    db.execute(f"DROP SCHEMA {log} CASCADE")
+
+
+def test_a_changed_generated_column_is_recreated_as_backed_up(db, project_db_url, schema, tmp_path):
+    db.execute(f"""
+        CREATE TABLE {schema}.prices (id int PRIMARY KEY, net numeric(10,2),
+                                      gross numeric GENERATED ALWAYS AS (net * 1.2) STORED);
+        INSERT INTO {schema}.prices (id, net) SELECT g, g * 10 FROM generate_series(1, 20) g;
+    """)
+    at_backup = rows(db, f"{schema}.prices")
+    manifest = back_up(project_db_url, schema, tmp_path)
+    db.execute(f"""
+        ALTER TABLE {schema}.prices DROP COLUMN gross;
+        ALTER TABLE {schema}.prices ADD COLUMN gross numeric GENERATED ALWAYS AS (net * 1.5) STORED;
+    """)
+    restore = plan(project_db_url, tmp_path, manifest)
+    assert restore.tables[0].drift == ["column gross generated differently since the backup: will be re-created"]
+
+    apply_database_restore(project_db_url, restore, tmp_path, log=lambda _: None)
+
+    assert rows(db, f"{schema}.prices") == at_backup
+    db.execute(f"INSERT INTO {schema}.prices (id, net) VALUES (100, 10)")
+    assert db.execute(f"SELECT gross FROM {schema}.prices WHERE id = 100").fetchone()[0] == 12
+
+
+def _bulk_table(db, schema: str) -> None:
+    db.execute(f"""
+        CREATE TABLE {schema}.items (id int PRIMARY KEY, name text, tags text[], at timestamptz, price numeric);
+        INSERT INTO {schema}.items SELECT g, 'item ' || g, ARRAY['a', NULL, 'b"' || g],
+               '2026-01-01'::timestamptz + g * interval '1 minute', g / 7.0
+        FROM generate_series(1, 3000) g;
+    """)
+
+
+@pytest.mark.parametrize("digest", ["recorded", "missing", "different"])
+def test_post_validation_compares_the_copy_digest_or_else_every_value(db, project_db_url, schema, tmp_path, digest):
+    """A dump records the digest of the COPY text it read; without it (an older backup) or when the
+    server prints differently (here: a wrong digest), the restore compares the values instead."""
+    _bulk_table(db, schema)
+    at_backup = rows(db, f"{schema}.items")
+    manifest = back_up(project_db_url, schema, tmp_path)
+    db.execute(f"DELETE FROM {schema}.items WHERE id % 2 = 0")
+    restore = plan(project_db_url, tmp_path, manifest)
+    sidecar = restore.tables[0].sidecar
+    assert len(sidecar["copy_sha256"]) == 64
+    if digest == "missing":
+        del sidecar["copy_sha256"]
+    elif digest == "different":
+        sidecar["copy_sha256"] = "0" * 64
+
+    result = apply_database_restore(project_db_url, restore, tmp_path, log=lambda _: None)
+
+    assert rows(db, f"{schema}.items") == at_backup
+    assert result["tables"][0]["validated_by"] == ("copy_sha256" if digest == "recorded" else "fingerprint")
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("UPDATE {t} SET name = 'changed' WHERE id = 7", "content differs from the backup"),
+    ("DELETE FROM {t} WHERE id = 7", "2999 rows, backup has 3000"),
+    ("UPDATE {t} SET tags = ARRAY['a', 'b\"7'] WHERE id = 7", "content differs from the backup"),
+])
+def test_post_validation_refuses_to_commit_a_restore_that_differs(db, project_db_url, schema, tmp_path,
+                                                                   monkeypatch, fault, message):
+    """A load that got something wrong (simulated after the real COPY) is caught before the commit,
+    and the project is left as it was."""
+    _bulk_table(db, schema)
+    manifest = back_up(project_db_url, schema, tmp_path)
+    db.execute(f"DELETE FROM {schema}.items WHERE id % 2 = 0")
+    before = rows(db, f"{schema}.items")
+    real_load = db_restore.load_table
+
+    def faulty_load(conn, parquet_path, sidecar, target=None):
+        loaded = real_load(conn, parquet_path, sidecar, target)
+        conn.execute(fault.format(t=f"{schema}.items"))
+        return loaded
+
+    monkeypatch.setattr(db_restore, "load_table", faulty_load)
+    with pytest.raises(SupabackupError, match="post-validation failed, nothing was changed") as failure:
+        apply_database_restore(project_db_url, plan(project_db_url, tmp_path, manifest), tmp_path,
+                               log=lambda _: None)
+    assert message in str(failure.value)
+    assert rows(db, f"{schema}.items") == before
