@@ -1,7 +1,8 @@
 """Every value comes back exactly: dump a table to Parquet, load it into an empty copy, compare.
 
 Comparison is by each row's full Postgres text form (and float bit patterns), row by row, so a
-single changed digit, lost -0, flattened array or shifted timestamp fails the test.
+single changed digit, lost -0, flattened array or shifted timestamp fails the test. Tables that
+load as binary COPY are also loaded as CSV (the `copy_format` fixture), so both paths are checked.
 """
 
 import json
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from supabackup_pipeline.core import table_load
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.snapshot import connect, open_snapshot
 from supabackup_pipeline.core.table_dump import dump_table
@@ -73,6 +75,29 @@ ROWS = [
     "(" + ", ".join(["NULL"] * len(COLUMNS.split(","))) + ")",
 ]
 
+@pytest.fixture(autouse=True)
+def empty_public_schema(db):
+    """Each test starts from an empty public schema (several run twice, once per copy format)."""
+    yield
+    db.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+
+
+@pytest.fixture(params=["binary", "csv"])
+def copy_format(request, monkeypatch):
+    """Load as binary COPY where the table allows it, or always as CSV; `.used` lists the format
+    each load took, so a test also shows which path it went through."""
+    used = []
+    choose = table_load._binary_encoders
+
+    def chosen(*args):
+        encoders = choose(*args) if request.param == "binary" else None
+        used.append("binary" if encoders else "csv")
+        return encoders
+
+    monkeypatch.setattr(table_load, "_binary_encoders", chosen)
+    return type("CopyFormat", (), {"name": request.param, "used": used})
+
+
 def dump_and_reload(db_url, db, tmp_path, table: str) -> tuple[dict, pa.Table]:
     """Dump public.<table>, load it into an empty copy public.<table>_copy; return sidecar and Parquet."""
     with open_snapshot(db_url) as snap, snap.worker() as conn:
@@ -89,7 +114,7 @@ def rows_as_text(db, table: str) -> list[str]:
     return [r[0] for r in db.execute(f'SELECT t::text FROM public."{table}" t ORDER BY 1').fetchall()]
 
 
-def test_every_type_round_trips_exactly(project_db_url, db, tmp_path):
+def test_every_type_round_trips_exactly(project_db_url, db, tmp_path, copy_format):
     db.execute(ALL_TYPES_DDL)
     for row in ROWS:
         db.execute(f'INSERT INTO public."AllTypes" ({COLUMNS}) VALUES {row}')
@@ -99,6 +124,7 @@ def test_every_type_round_trips_exactly(project_db_url, db, tmp_path):
     sidecar, table = dump_and_reload(project_db_url, db, tmp_path, "AllTypes")
 
     assert rows_as_text(db, "AllTypes_copy") == original
+    assert copy_format.used == ["csv"]  # interval, inet, enums…: no binary form here
     # the identity column's values came back too, not regenerated
     assert [r[0] for r in db.execute('SELECT id FROM public."AllTypes_copy" ORDER BY id')] == [1, 2, 3, 4]
     assert sidecar["row_count"] == len(ROWS)
@@ -109,7 +135,7 @@ def test_every_type_round_trips_exactly(project_db_url, db, tmp_path):
     assert any(k["type"] == "p" for k in sidecar["constraints"])
 
 
-def test_native_columns_use_lossless_arrow_types_with_the_same_values(project_db_url, db, tmp_path):
+def test_native_columns_use_lossless_arrow_types_with_the_same_values(project_db_url, db, tmp_path, copy_format):
     db.execute("""
         CREATE TABLE public.native (i2 smallint, i4 int, i8 bigint, f4 real, f8 float8, bl bool, tx text,
                                     b bytea, u uuid, d date, t time, ts timestamp, tstz timestamptz, a int[])
@@ -136,9 +162,10 @@ def test_native_columns_use_lossless_arrow_types_with_the_same_values(project_db
     assert got[0]["ts"] == expected[11] and got[0]["tstz"] == expected[12] and got[0]["a"] == [1, None, 3]
     assert all(v is None for k, v in got[1].items() if not k.startswith("__pgtext__"))
     assert rows_as_text(db, "native_copy") == rows_as_text(db, "native")
+    assert copy_format.used == [copy_format.name]
 
 
-def test_floats_keep_every_bit(project_db_url, db, tmp_path):
+def test_floats_keep_every_bit(project_db_url, db, tmp_path, copy_format):
     rng = random.Random(42)
     values = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, float("inf"), float("-inf")]
     while len(values) < 3000:
@@ -152,6 +179,7 @@ def test_floats_keep_every_bit(project_db_url, db, tmp_path):
     dump_and_reload(project_db_url, db, tmp_path, "floats")
     bits = "SELECT id, float8send(f8), float4send(f4) FROM public.{} ORDER BY id"
     assert db.execute(bits.format("floats_copy")).fetchall() == db.execute(bits.format("floats")).fetchall()
+    assert copy_format.used == [copy_format.name]
 
 
 def test_quoted_names_and_keywords(project_db_url, db, tmp_path):
@@ -178,7 +206,7 @@ def test_empty_table_and_table_without_columns(project_db_url, db, tmp_path):
 
 
 @pytest.mark.parametrize("rows", [200_000])
-def test_large_table_streams_in_batches(project_db_url, db, tmp_path, rows):
+def test_large_table_streams_in_batches(project_db_url, db, tmp_path, rows, copy_format):
     db.execute(f"CREATE TABLE public.big AS SELECT g AS id, md5(g::text) AS h, g * 1.5 AS n FROM generate_series(1, {rows}) g")
     _, table = dump_and_reload(project_db_url, db, tmp_path, "big")
     assert table.num_rows == rows
@@ -187,6 +215,7 @@ def test_large_table_streams_in_batches(project_db_url, db, tmp_path, rows):
     checksum = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.{} t"
     assert db.execute(checksum.format("big_copy")).fetchone() == db.execute(checksum.format("big")).fetchone()
     assert Decimal(table.column("n")[-1].as_py()) == Decimal(rows) * Decimal("1.5")
+    assert copy_format.used == [copy_format.name]
 
 
 def _random_arrays(rng: random.Random, n: int) -> list[tuple]:
@@ -246,7 +275,8 @@ def _float_bits(values: list | None) -> list | None:
     return None if values is None else [None if v is None else struct.pack("<d", v) for v in values]
 
 
-def test_many_array_rows_round_trip_exactly(project_db_url, db, tmp_path, monkeypatch):
+@pytest.mark.parametrize("with_overflow", [True, False], ids=["overflow-values", "lists-only"])
+def test_many_array_rows_round_trip_exactly(project_db_url, db, tmp_path, monkeypatch, copy_format, with_overflow):
     from supabackup_pipeline.core import table_dump
 
     monkeypatch.setattr(table_dump, "CSV_BLOCK_SIZE", 64 << 10)  # many batches, so conversions meet batch edges
@@ -261,7 +291,7 @@ def test_many_array_rows_round_trip_exactly(project_db_url, db, tmp_path, monkey
     overflow = {
         "a_i4": "'{{1,2},{3,4}}'", "a_f8": "'{NaN,1,-0}'", "a_f4": "'{1,-Infinity}'",
         "a_txt": "'[0:1]={a,\"b,c\"}'", "a_bool": "'{{{t}}}'", "a_i8": "'[2:2]={-9223372036854775808}'",
-    }
+    } if with_overflow else {}
     for column, literal in overflow.items():
         db.execute(f"UPDATE public.arrays SET {column} = {literal} WHERE id % 97 = 3")
 
@@ -269,6 +299,8 @@ def test_many_array_rows_round_trip_exactly(project_db_url, db, tmp_path, monkey
 
     assert table.num_rows == len(rows)
     assert rows_as_text(db, "arrays_copy") == rows_as_text(db, "arrays")
+    # a value in an overflow column has no binary form here: that table loads as CSV
+    assert copy_format.used == ["csv" if with_overflow else copy_format.name]
     bits = "SELECT id, array_send(a_f4), array_send(a_f8) FROM public.{} ORDER BY id"
     assert db.execute(bits.format("arrays_copy")).fetchall() == db.execute(bits.format("arrays")).fetchall()
 
@@ -293,3 +325,33 @@ def test_many_array_rows_round_trip_exactly(project_db_url, db, tmp_path, monkey
         for name in ("a_f4", "a_f8"):
             assert _float_bits(got.pop(name)) == _float_bits(expected.pop(name)), (got["id"], name)
         assert got == expected
+
+
+def test_numbers_json_and_text_keep_their_exact_form(project_db_url, db, tmp_path, copy_format):
+    """numeric scale and digits, NaN/±Infinity, jsonb and json text, bytea, edge dates and times."""
+    db.execute("""
+        CREATE TABLE public.exact (id int PRIMARY KEY, n numeric, n2 numeric(12,2), n0 numeric(30,0), j jsonb,
+                                   js json, tx varchar(20), bp char(4), b bytea, d date, t time, ts timestamp,
+                                   tstz timestamptz, u uuid, ok bool)
+    """)
+    rng = random.Random(3)
+    numerics = ["0", "0.000", "-0.5", "1.50", "NaN", "Infinity", "-Infinity", "123456789012345678901234567890.123456789",
+                "0.00000000000000000001", "-99999999999999999999.99990", "10000", "1e-3", "7"]
+    with db.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO public.exact VALUES (%s, %s::numeric, %s::numeric, %s::numeric, %s::jsonb, %s::json, %s, %s,"
+            " %s, %s::date, %s::time, %s::timestamp, %s::timestamptz, %s::uuid, %s)",
+            [(i, rng.choice(numerics + [str(rng.randint(-10**25, 10**25)) + "." + str(rng.randint(0, 999))]),
+              f"{rng.randint(-10**9, 10**9)}.{rng.randint(0, 99):02d}", str(rng.randint(-10**29, 10**29)),
+              rng.choice(['{"b": [1, 2.50, null], "a": "ü"}', "[]", '"x"', "1e400"]),
+              rng.choice(['{"b":1,  "a":2}', "[ ]", "null"]), rng.choice(["", "a\tb", "🎉", "x" * 20]),
+              rng.choice(["ab", "abcd", ""]), rng.randbytes(rng.randrange(0, 40)),
+              rng.choice(["0001-01-01", "9999-12-31", "2000-01-01", "1999-12-31", "2024-02-29"]),
+              rng.choice(["00:00", "23:59:59.999999", "12:00:00.000001"]),
+              rng.choice(["0001-01-01 00:00", "9999-12-31 23:59:59.999999", "1970-01-01", "2000-01-01 00:00:00.5"]),
+              rng.choice(["0001-01-01 00:00+00", "9999-12-31 23:59:59.999999+00", "2026-11-27 17:43:02.123456+05:30"]),
+              str(uuid.UUID(int=rng.getrandbits(128))), rng.choice([True, False]))
+             for i in range(2000)] + [(5000,) + (None,) * 14])
+    dump_and_reload(project_db_url, db, tmp_path, "exact")
+    assert rows_as_text(db, "exact_copy") == rows_as_text(db, "exact")
+    assert copy_format.used == [copy_format.name]

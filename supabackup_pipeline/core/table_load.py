@@ -1,6 +1,7 @@
-"""Load a table dump back into PostgreSQL: Parquet → Postgres text forms → `COPY ... FROM STDIN (FORMAT csv)`.
+"""Load a table dump back into PostgreSQL: Parquet → `COPY ... FROM STDIN`, binary or CSV.
 
-The inverse of table_dump: each Parquet column is turned back into the exact text Postgres reads
+The inverse of table_dump. Binary where copy_binary can (faster for the server); otherwise, and
+for the value-by-value fingerprints, each Parquet column is turned back into the exact text Postgres reads
 (vectorized with Arrow compute and numpy, never a Python call per value), overflow values take
 precedence over the typed column, and generated columns are left for the server to compute.
 """
@@ -18,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from supabackup_pipeline.core import copy_binary
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, quote_ident
 
@@ -173,7 +175,9 @@ def text_batch(batch: pa.RecordBatch, columns: list[str]) -> pa.RecordBatch:
 def load_table(conn: psycopg.Connection, parquet_path: Path, sidecar: dict, target: TableRef | None = None) -> int:
     """COPY the dump's rows into `target` (default: the table it came from). Returns rows loaded.
 
-    The caller owns the transaction (and emptied the table first, if it meant to).
+    Binary COPY when every column has a binary form (core/copy_binary.py) and no value sits in an
+    overflow column; CSV otherwise. The caller owns the transaction (and emptied the table first,
+    if it meant to).
     """
     target = target or TableRef(sidecar["schema"], sidecar["table"])
     columns = [c["name"] for c in sidecar["columns"] if not c.get("generated")]
@@ -181,19 +185,42 @@ def load_table(conn: psycopg.Connection, parquet_path: Path, sidecar: dict, targ
         return _insert_default_rows(conn, target, sidecar["row_count"])
     rows = 0
     parquet = pq.ParquetFile(parquet_path, pre_buffer=False)  # pre_buffer=True would read the whole file
+    encoders = _binary_encoders(parquet, sidecar, columns)
     column_list = ", ".join(quote_ident(c) for c in columns)
     cursor = conn.cursor()
     # The writer thread sends one batch while this one converts the next: the server, not the
     # conversion, then sets the pace (its queue is bounded, so memory stays flat).
-    with cursor.copy(f"COPY {target.sql} ({column_list}) FROM STDIN (FORMAT csv)",
+    with cursor.copy(f"COPY {target.sql} ({column_list}) FROM STDIN (FORMAT {'binary' if encoders else 'csv'})",
                      writer=QueuedLibpqWriter(cursor)) as copy:
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
-            buffer = io.BytesIO()
-            pacsv.write_csv(text_batch(batch, columns), buffer,
-                            write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-            copy.write(buffer.getbuffer())
-            rows += batch.num_rows
+        if encoders:
+            copy.write(copy_binary.SIGNATURE)
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                copy.write(memoryview(copy_binary.encode_rows(batch.columns, encoders)))
+                rows += batch.num_rows
+            copy.write(copy_binary.TRAILER)
+        else:
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+                buffer = io.BytesIO()
+                pacsv.write_csv(text_batch(batch, columns), buffer,
+                                write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+                copy.write(buffer.getbuffer())
+                rows += batch.num_rows
     return rows
+
+
+def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str]) -> list | None:
+    """One binary encoder per column, or None when the table must go as CSV: a column without a
+    binary form, or a value in an overflow column (infinite dates, BC timestamps, odd arrays)."""
+    by_name = {c["name"]: c for c in sidecar["columns"]}
+    encoders = [copy_binary.column_encoder(by_name[c]) for c in columns]
+    if None in encoders:
+        return None
+    overflow = [OVERFLOW_PREFIX + c for c in columns if OVERFLOW_PREFIX + c in parquet.schema_arrow.names]
+    if overflow and any(batch.column(i).null_count < batch.num_rows
+                        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=overflow)
+                        for i in range(batch.num_columns)):
+        return None
+    return encoders
 
 
 def _insert_default_rows(conn: psycopg.Connection, target: TableRef, count: int) -> int:
