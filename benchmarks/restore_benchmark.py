@@ -13,6 +13,7 @@ and prints the ratio (issue 7's target: <= 1.0) and the restore's peak RSS.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -43,10 +44,8 @@ def pg_restore(db_url: str, dump: Path) -> float:
     return time.perf_counter() - started
 
 
-def supabackup_restore(db_url: str, backup: Path, manifest: dict) -> tuple[float, int]:
+def supabackup_restore(db_url: str, backup: Path, manifest: dict) -> tuple[float, int, dict]:
     """In a child process, so that its peak memory (VmHWM) is its own."""
-    import json
-
     manifest_file = backup / "bench-manifest.json"
     manifest_file.write_text(json.dumps(manifest))
     code = f"""
@@ -58,15 +57,16 @@ manifest = json.loads(Path({str(manifest_file)!r}).read_text())
 t = time.perf_counter()
 with connect({db_url!r}) as conn:
     plan = plan_database_restore(conn, Path({str(backup)!r}), manifest, ["database"])
-apply_database_restore({db_url!r}, plan, Path({str(backup)!r}), log=lambda m: None)
+planned = time.perf_counter() - t
+result = apply_database_restore({db_url!r}, plan, Path({str(backup)!r}), log=lambda m: None)
 hwm = re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)
-print(time.perf_counter() - t, hwm)
+print(time.perf_counter() - t, hwm, json.dumps({{"plan": round(planned, 3), **result["phases"]}}))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"supabackup restore failed:\n{done.stderr[-3000:]}")
-    out = done.stdout.split()
-    return float(out[0]), int(out[1])
+    seconds, hwm, phases = done.stdout.split(" ", 2)
+    return float(seconds), int(hwm), json.loads(phases)
 
 
 def main() -> None:
@@ -89,11 +89,12 @@ def main() -> None:
         damage(info.db_url)
         theirs = pg_restore(info.db_url, work / "dump.fc")
         damage(info.db_url)
-        ours, hwm_kb = supabackup_restore(info.db_url, work / "backup", manifest)
+        ours, hwm_kb, phases = supabackup_restore(info.db_url, work / "backup", manifest)
         print(f"rows                                        {args.rows:,}")
         print(f"pg_restore --data-only --single-transaction {theirs:8.2f} s")
         print(f"supabackup restore (incl. post-validation)  {ours:8.2f} s   peak RSS {hwm_kb / 1024:.0f} MB")
         print(f"supabackup / pg_restore                     {ours / theirs:8.2f}   (target <= 1.0)")
+        print("  phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
     finally:
         info.cluster.destroy()
         shutil.rmtree(work, ignore_errors=True)

@@ -207,9 +207,15 @@ def _users_diff(conn, root: Path, steps: list[TableStep]) -> dict:
 
 # ------------------------------------------------------------------ apply
 def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log = print) -> dict:
-    """Carry out the plan in one transaction; returns per-table results (rows, fingerprints, seconds)."""
+    """Carry out the plan in one transaction; returns per-table results (rows, checksums, seconds)
+    and the seconds of each phase."""
     started = time.monotonic()
     results: list[dict] = []
+    phases: dict[str, float] = {}
+
+    def lap(phase: str) -> None:
+        phases[phase] = round(time.monotonic() - started - sum(phases.values()), 3)
+
     with connect(db_url) as conn:
         with conn.transaction():
             lock_project(conn, "rollback")
@@ -235,11 +241,13 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
                 if step.exists:
                     _undo_drift(conn, step)
             silenced = _silence_triggers(conn, [s.ref for s in plan.tables], replica)
+            lap("prepare")
             for step in _parents_first(plan.tables):
                 t0 = time.monotonic()
                 rows = load_table(conn, root / step.parquet, step.sidecar)
                 results.append({"table": step.ref.qualified, "rows": rows, "seconds": round(time.monotonic() - t0, 3)})
                 log(f"restored {step.ref.qualified}: {rows} rows")
+            lap("load")
             for step in creating:
                 for statement in foreign_key_sql(step.sidecar):
                     conn.execute(statement)
@@ -250,11 +258,15 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
             violations = check_foreign_keys(conn, [s.ref for s in plan.tables])
             if violations:
                 raise SupabackupError("restored rows break foreign keys, nothing was changed: " + "; ".join(violations))
+            lap("foreign_keys_and_sequences")
             mismatches = _post_validate(conn, plan, root, results)
             if mismatches:
                 raise SupabackupError("post-validation failed, nothing was changed: " + "; ".join(mismatches))
             log("post-validation passed: every restored table matches the backup; committing")
-    return {"tables": results, "seconds": round(time.monotonic() - started, 3), "replica_mode": replica}
+            lap("post_validation")
+    lap("commit")
+    return {"tables": results, "seconds": round(time.monotonic() - started, 3), "phases": phases,
+            "replica_mode": replica}
 
 
 def _try_replica(conn: psycopg.Connection) -> bool:
