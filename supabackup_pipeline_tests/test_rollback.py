@@ -300,3 +300,38 @@ def _capture(errors, fn, *args, **kwargs):
         fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the test inspects it
         errors.append(exc)
+
+
+def test_storage_503s_during_a_rollback_are_retried_and_a_lasting_outage_is_finished_by_a_rerun(
+        project, storage_faults):
+    backup = run_backup(description="before damage")
+    assert backup["status"] == "valid", backup
+    at_backup = project_state(project["db"], project["buckets"], project["storage"])
+    damage_everything(project)
+    docs, media = project["buckets"]
+
+    def state_without_later_table() -> dict:  # created after the backup: left alone by a rollback
+        state = project_state(project["db"], project["buckets"], project["storage"])
+        assert state["content"].pop("public.later") == []
+        state["columns"] = [c for c in state["columns"] if c[0] != "later"]
+        return state
+
+    # transient: every kind of write fails twice first (uploads, deletes, bucket create/update)
+    for method, path in [("POST", rf"^/object/{docs}/"), ("POST", rf"^/object/{media}/"),
+                         ("DELETE", rf"^/object/{docs}"), ("POST", r"^/bucket"), ("PUT", rf"^/bucket/{docs}")]:
+        storage_faults.fail_next(method, path, 503, times=2)
+    report = rollback(backup["backup_id"], {"safety_backup": False})
+    assert report["status"] == "restored", report
+    assert storage_faults.pending() == []  # every one of them was hit, and retried
+    assert state_without_later_table() == at_backup
+
+    # lasting: the run fails, naming the Storage error; once Storage is back a rerun completes
+    project["storage"].from_(docs).remove(["a/readme.txt"])
+    project["storage"].from_(docs).upload("added.txt", b"new", {"content-type": "text/plain"})
+    storage_faults.fail_next("POST", rf"^/object/{docs}/", 503, times=1000)
+    failed = rollback(backup["backup_id"], {"safety_backup": False})
+    assert failed["status"] == "failed" and "503" in failed["error"], failed
+    storage_faults.reset()
+    report = rollback(backup["backup_id"], {"safety_backup": False})
+    assert report["status"] == "restored", report
+    assert state_without_later_table() == at_backup

@@ -40,6 +40,11 @@ class Faults:
         with self._lock:
             self._failures.append(_Failure(method.upper(), re.compile(path_regex), status, times))
 
+    def pending(self) -> list[str]:
+        """Injected failures not served yet, so a test can show its faults were really hit."""
+        with self._lock:
+            return [f"{f.method} {f.pattern.pattern} ×{f.times}" for f in self._failures]
+
     def inject_listing(self, bucket: str, names: list[str]) -> None:
         """list-v2 (and v1) responses for `bucket` also contain objects with these raw names
         (e.g. '../evil.txt'), as a malicious or broken server would; downloading them gives b'evil'."""
