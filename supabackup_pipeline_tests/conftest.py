@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -64,26 +65,44 @@ def storage(supabase_client):
     return supabase_client.storage
 
 
-@pytest.fixture
-def new_bucket(storage):
-    """`new_bucket(**options)` makes a uniquely named bucket; every one is removed after the test."""
+@contextmanager
+def bucket_maker(storage):
+    """`make(name=None, **options)` makes a bucket (named `t-<random>` unless given); all are removed on exit."""
     from storage3.exceptions import StorageApiError
 
     created: list[str] = []
 
-    def make(**options) -> str:
-        name = f"t-{uuid.uuid4().hex[:10]}"
+    def make(name: str | None = None, **options) -> str:
+        name = name or f"t-{uuid.uuid4().hex[:10]}"
         storage.create_bucket(name, options=options or None)
         created.append(name)
         return name
 
-    yield make
-    for name in created:
-        try:
-            storage.empty_bucket(name)
-            storage.delete_bucket(name)
-        except StorageApiError:
-            pass
+    try:
+        yield make
+    finally:
+        for name in created:
+            try:
+                storage.empty_bucket(name)
+                storage.delete_bucket(name)
+            except StorageApiError:
+                pass
+
+
+@pytest.fixture
+def new_bucket(storage):
+    """`new_bucket(**options)` makes a uniquely named bucket; every one is removed after the test."""
+    with bucket_maker(storage) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def new_module_bucket(stack_env):
+    """`new_bucket` for module-scoped fixtures: the buckets are removed after the module."""
+    from supabase import create_client
+
+    with bucket_maker(create_client(stack_env["SUPABASE_URL"], stack_env["SUPABASE_SERVICE_ROLE_KEY"]).storage) as make:
+        yield make
 
 
 @pytest.fixture(scope="module")

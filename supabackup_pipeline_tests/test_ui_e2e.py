@@ -1,9 +1,16 @@
 """The Dagster UI in a real browser (Chromium through Playwright), against `dagster dev` on the local stack.
 
-One test, in the order a person would use the UI: look at the asset graph and its lineage, add a
-backup ID as a partition and launch backup_job, see the run succeed and the integrity checks
-pass, damage the project, launch rollback_job from its launchpad (partition + `confirm`), see it
-succeed, and check in the database and Storage that the project is back to the backup.
+Two tests, in the order a person would use the UI, that together perform every "Dagster UI" action
+of the README's endpoint table:
+
+1. look at the asset graph and its lineage, add a backup ID as a partition and launch backup_job,
+   see the run succeed and the integrity checks pass, damage the project, launch rollback_job from
+   its launchpad (partition + `confirm`), see it succeed, check in the database and Storage that
+   the project is back to the backup, and find the rollback in Runs filtered by supabackup/kind.
+2. with a second backup (taken by the CLI into the same instance): list the backups (the manifest's
+   partitions, Runs filtered by supabackup/kind), read one backup's manifest metadata, validate it
+   from validate_backup_job's launchpad, delete it from delete_backup_job's launchpad, and see its
+   folder and partition gone.
 
 Screenshots and dagster dev's log go to test-artifacts/ui/ (gitignored); on failure also
 failure.png and a Playwright trace (trace.zip: `playwright show-trace test-artifacts/ui/trace.zip`).
@@ -17,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from datetime import datetime, timezone
 
@@ -28,8 +36,8 @@ from supabackup_pipeline.assets.keys import key_part
 
 sys.path.insert(0, os.path.dirname(__file__))
 from ui.dagster_ui import (  # noqa: E402
-    ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, DagsterDev, Shots, Steps, run_id_from_url, settle,
-    wait_for_run_to_finish, zoom_graph_to_fit,
+    ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, DagsterDev, Shots, Steps, filter_runs_by_tag, launch_run,
+    metadata_value, open_launchpad, run_id_from_url, settle, visible_text, wait_for_run_to_finish, zoom_graph_to_fit,
 )
 
 pytestmark = [
@@ -38,7 +46,7 @@ pytestmark = [
     pytest.mark.timeout(300),
 ]
 
-RUN_TIMEOUT_S = 120  # one backup or rollback of this small project takes ~10-20 s (queue + step processes)
+RUN_TIMEOUT_S = 120  # one backup of this small project takes ~30-50 s (queue + a process per step), others ~15 s
 
 
 def show_whole_graph(page, labels: list[str]) -> None:
@@ -48,6 +56,14 @@ def show_whole_graph(page, labels: list[str]) -> None:
         page.get_by_role("button", name="panel_show_right").last.click()  # the toggle beside "Jump to…"
         tree_search.wait_for(state="hidden")
     zoom_graph_to_fit(page, labels)
+
+
+def cli_backup(env: dict[str, str], description: str) -> dict:
+    """`supabackup backup --json` in this environment (its DAGSTER_HOME gets the run); returns the summary."""
+    command = [sys.executable, "-m", "supabackup_pipeline", "backup", "--description", description, "--json"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
 
 
 def project_state(db_url: str) -> dict:
@@ -62,7 +78,7 @@ def project_state(db_url: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(stack, project_db_url):
+def project(stack, project_db_url, new_module_bucket):
     """A small project: two tables with a foreign key, a user, a bucket with one file."""
     from supabase import create_client
 
@@ -78,22 +94,14 @@ def project(stack, project_db_url):
         """)
     env = stack.env()
     storage = create_client(env["SUPABASE_URL"], env["SUPABASE_SERVICE_ROLE_KEY"]).storage
-    bucket = "ui_invoices"  # a plain name: its asset key is the same, supabase/storage/ui_invoices
-    storage.create_bucket(bucket, options={"public": False})
+    bucket = new_module_bucket("ui_invoices", public=False)  # a plain name: the asset is supabase/storage/ui_invoices
     storage.from_(bucket).upload("reports/hello.txt", b"hello from the UI test", {"content-type": "text/plain"})
-    yield {"db": project_db_url, "storage": storage, "bucket": bucket}
-    try:
-        storage.empty_bucket(bucket)
-        storage.delete_bucket(bucket)
-    except Exception:
-        pass
+    return {"db": project_db_url, "storage": storage, "bucket": bucket}
 
 
 @pytest.fixture(scope="module")
 def dagster_dev(stack, project, project_db_url, tmp_path_factory):
     """`dagster dev` (webserver + daemon) on the project, after a first CLI backup wrote the asset catalog."""
-    import subprocess
-
     from supabackup_pipeline.dev.postgres_cluster import free_port
 
     step = Steps()
@@ -111,10 +119,7 @@ def dagster_dev(stack, project, project_db_url, tmp_path_factory):
     # The code location's asset list comes from BACKUP_PATH/.state/catalog.json, which a backup writes: take
     # one with the CLI first. It runs against an instance of its own, so that the UI's instance holds only
     # what the test does in the browser (every partition it shows is then complete: the asset graph is green).
-    first = subprocess.run([sys.executable, "-m", "supabackup_pipeline", "backup", "--description", "first (CLI)"],
-                           cwd=ROOT, env={**env, "DAGSTER_HOME": str(base / "cli_dagster_home")},
-                           capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0, first.stdout + first.stderr
+    cli_backup({**env, "DAGSTER_HOME": str(base / "cli_dagster_home")}, "first (CLI)")
     step("first backup (CLI) wrote the asset catalog")
 
     if ARTIFACTS.exists():
@@ -126,11 +131,16 @@ def dagster_dev(stack, project, project_db_url, tmp_path_factory):
         # Dismiss the one-time "Join the Dagster community" dialog shown on localhost (instance state).
         server.graphql("mutation { setNuxSeen }")
         step(f"dagster dev serving on {server.url}")
-        server.backup_path = base / "backups"  # type: ignore[attr-defined]
         yield server
     finally:
         server.stop()
         step("dagster dev stopped (process group killed)")
+
+
+@pytest.fixture(scope="module")
+def backups_taken() -> dict[str, str]:
+    """Backup ID → run ID of each backup in the UI's instance, filled in by the tests as they take them."""
+    return {}
 
 
 @pytest.fixture
@@ -157,7 +167,8 @@ def page(dagster_dev, request):
         browser.close()
 
 
-def test_backup_and_rollback_through_the_dagster_ui(dagster_dev, project, page):
+def test_backup_and_rollback_through_the_dagster_ui(dagster_dev, project, backups_taken, page):
+    """POST /migration/backup, POST /migration/rollback/:backupId and GET /migration/rollbacks, in the browser."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
@@ -269,6 +280,7 @@ def test_backup_and_rollback_through_the_dagster_ui(dagster_dev, project, page):
     shot("integrity-check-passed")
     manifest = json.loads((dagster_dev.backup_path / backup_id / "metadata.json").read_text())
     assert manifest["status"] == "valid", manifest.get("status")
+    backups_taken[backup_id] = backup_run
 
     step("backup run succeeded, integrity checks passed")
 
@@ -283,14 +295,7 @@ def test_backup_and_rollback_through_the_dagster_ui(dagster_dev, project, page):
     project["storage"].from_(bucket).remove(["reports/hello.txt"])
     assert project_state(project["db"]) != before_backup
 
-    page.goto("/jobs")
-    page.locator("a", has_text=re.compile(r"^rollback_job$")).click()
-    page.get_by_role("tab", name="Launchpad").click()
-    partition = page.get_by_placeholder("Partition")
-    partition.click()
-    partition.fill(backup_id)
-    page.get_by_role("menuitem", name=backup_id, exact=True).click()
-    expect(page.get_by_text(f"partition: {backup_id}")).to_be_visible()  # the run's tags now name it
+    open_launchpad(page, "rollback_job", backup_id)
     # The launchpad scaffolds the partition's config with every default, `confirm: ''` included. Keep the op
     # that takes it, set `confirm` to the backup ID (and skip the safety backup), and type that in place of
     # the scaffold: select all, then one insertion (insert_text: the editor's auto-indent leaves it alone).
@@ -308,9 +313,7 @@ def test_backup_and_rollback_through_the_dagster_ui(dagster_dev, project, page):
     assert yaml.safe_load(editor.evaluate("e => e.CodeMirror.getValue()")) == config
     expect(page.get_by_text("No errors", exact=True)).to_be_visible()
     shot("rollback-launchpad")
-    page.get_by_role("button", name="Launch Run").click()
-    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}"))
-    rollback_run = run_id_from_url(page.url)
+    rollback_run = launch_run(page)
     assert wait_for_run_to_finish(page, RUN_TIMEOUT_S) == "Success", f"rollback run {rollback_run} did not succeed"
     expect(page.get_by_text(f"partition: {backup_id}")).to_be_visible()
     rollback_shot = shot("rollback-run")
@@ -340,9 +343,100 @@ def test_backup_and_rollback_through_the_dagster_ui(dagster_dev, project, page):
     assert project_state(project["db"]) == before_backup
     assert project["storage"].from_(bucket).download("reports/hello.txt") == b"hello from the UI test"
 
+    # 5. The rollback history: Runs filtered by the tag supabackup/kind=rollback list this rollback, and only it.
+    rollback_runs = filter_runs_by_tag(page, "supabackup/kind", "rollback")
+    expect(rollback_runs).to_have_text([rollback_run[:8]])
+    expect(page.get_by_text(f"partition: {backup_id}").first).to_be_visible()
+    expect(page.get_by_text("supabackup/kind: backup")).to_have_count(0)
+    shot("runs-rollbacks")
+
+    step("the rollback listed in Runs filtered by supabackup/kind=rollback")
+
     if os.environ.get("SUPABACKUP_UPDATE_SCREENSHOTS") == "1":  # refresh the README's two screenshots
         docs = ROOT / "docs" / "screenshots"
         docs.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(graph_shot, docs / "asset-graph.png")
         shutil.copyfile(rollback_shot, docs / "rollback-run.png")
     step(f"done: backup run {backup_run}, rollback run {rollback_run}; screenshots in {ARTIFACTS}")
+
+
+def test_list_show_validate_and_delete_backups_in_the_dagster_ui(dagster_dev, backups_taken, page):
+    """GET /migration/backups, GET /migration/backup/:id, POST /migration/validate-backup/:id and
+    DELETE /migration/backup/:id, in the browser."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
+    step = Steps()
+    shot = Shots(page)
+
+    # Setup: one more backup, so that there is a list to read and the one deleted is not the last. The CLI takes it
+    # into the UI's instance (same DAGSTER_HOME) in ~5 s; a run through the UI's queue takes ~45 s (test 1 does one).
+    second = cli_backup(dagster_dev.env, "second (CLI)")
+    backup_id = second["backup_id"]
+    backups_taken[backup_id] = second["run_id"]
+    manifest = json.loads((dagster_dev.backup_path / backup_id / "metadata.json").read_text())
+    assert manifest["status"] == "valid", manifest.get("status")
+    step(f"setup: backup {backup_id} taken with the CLI into the UI's instance")
+
+    # 1. GET /migration/backups: the manifest asset's partitions are the backup IDs, each one materialized...
+    page.goto("/assets/supabase/backup/manifest?view=partitions")
+    expect(page.get_by_text(f"Materialized ({len(backups_taken)})", exact=True)).to_be_visible()
+    for taken in backups_taken:
+        expect(visible_text(page, taken)).to_have_count(1)
+    shot("backups-partitions")
+    # ... and Runs filtered by the tag supabackup/kind=backup are their backup runs, newest first.
+    backup_runs = filter_runs_by_tag(page, "supabackup/kind", "backup")
+    expect(backup_runs).to_have_text([run_id[:8] for run_id in reversed(backups_taken.values())])
+    for taken in backups_taken:
+        expect(page.get_by_text(f"partition: {taken}")).to_be_visible()
+    shot("runs-backups")
+
+    step("backups listed: the manifest's partitions, Runs filtered by supabackup/kind=backup")
+
+    # 2. GET /migration/backup/:id: pick the partition; its materialization metadata is the backup's manifest.
+    page.goto("/assets/supabase/backup/manifest?view=partitions")
+    visible_text(page, backup_id).click()
+    expect(page).to_have_url(re.compile(f"partition={backup_id}"))
+    for label, value in {"backup_id": backup_id, "status": "valid", "files": str(len(manifest["files"])),
+                         "total_size": str(manifest["total_size"])}.items():
+        expect(metadata_value(page, label)).to_have_text(value)
+    expect(metadata_value(page, "components")).to_contain_text('"database"')
+    shot("backup-metadata")
+
+    step("a backup's manifest metadata")
+
+    # 3. POST /migration/validate-backup/:id: validate_backup_job from its launchpad, default config (every hash).
+    open_launchpad(page, "validate_backup_job", backup_id)
+    shot("validate-launchpad")
+    validate_run = launch_run(page)
+    assert wait_for_run_to_finish(page, RUN_TIMEOUT_S) == "Success", f"validate run {validate_run} did not succeed"
+    expect(page.get_by_text(re.compile(rf"^backup {backup_id} is valid \(\d+ files")).first).to_be_visible()
+    shot("validate-run")
+    verification = json.loads((dagster_dev.backup_path / backup_id / "verification.json").read_text())
+    assert verification["valid"] is True and verification["problems"] == [], verification
+
+    step("validate_backup_job launched and succeeded")
+
+    # 4. DELETE /migration/backup/:id: delete_backup_job from its launchpad. The scaffold's `force: false` is enough:
+    # the backups taken before (test 1's, the fixture's first CLI backup) are valid too, so this one is not the last.
+    open_launchpad(page, "delete_backup_job", backup_id)
+    expect(page.locator(".CodeMirror").first).to_contain_text("force: false")
+    shot("delete-launchpad")
+    delete_run = launch_run(page)
+    assert wait_for_run_to_finish(page, RUN_TIMEOUT_S) == "Success", f"delete run {delete_run} did not succeed"
+    expect(page.get_by_text(re.compile(rf"^deleted backup {backup_id} \(")).first).to_be_visible()
+    shot("delete-run")
+    assert not (dagster_dev.backup_path / backup_id).exists()
+    del backups_taken[backup_id]
+    for taken in backups_taken:
+        assert (dagster_dev.backup_path / taken / "metadata.json").exists(), f"{taken} was deleted too"
+
+    # Its partition is gone from the manifest's partitions; the others stay.
+    page.goto("/assets/supabase/backup/manifest?view=partitions")
+    expect(page.get_by_text(f"Materialized ({len(backups_taken)})", exact=True)).to_be_visible()
+    for taken in backups_taken:
+        expect(visible_text(page, taken)).to_have_count(1)
+    expect(visible_text(page, backup_id)).to_have_count(0)
+    shot("backups-after-delete")
+
+    step(f"done: validate run {validate_run}, delete run {delete_run}; the backup's folder and partition are gone")

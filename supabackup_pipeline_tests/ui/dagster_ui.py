@@ -1,5 +1,6 @@
 """`dagster dev` in its own process group, Debian's Chromium driven by Playwright, and the few UI
-interactions the browser test repeats (settling, run status, fitting the asset graph, screenshots)."""
+interactions the browser tests repeat (settling, launchpads, run status, filtering runs, fitting the
+asset graph, screenshots)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -27,6 +29,7 @@ class DagsterDev:
     """`python -m dagster dev -w workspace.yaml -p PORT` from the repository root, killed by process group."""
 
     def __init__(self, env: dict[str, str], port: int, log_path: Path):
+        self.env = env
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
@@ -36,6 +39,10 @@ class DagsterDev:
             [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port)],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+    @property
+    def backup_path(self) -> Path:
+        return Path(self.env["BACKUP_PATH"])
 
     def graphql(self, query: str, timeout: float = 30, **variables) -> dict:
         body = json.dumps({"query": query, "variables": variables}).encode()
@@ -95,13 +102,13 @@ class Steps:
 
 
 class Shots:
-    """Numbered screenshots of the window in test-artifacts/ui/ (gitignored)."""
+    """Numbered screenshots of the window in test-artifacts/ui/ (gitignored), numbered on from those already there."""
 
     def __init__(self, page, folder: Path = ARTIFACTS):
         self.page = page
         self.folder = folder
-        self.count = 0
         folder.mkdir(parents=True, exist_ok=True)
+        self.count = len(list(folder.glob("[0-9][0-9]-*.png")))
 
     def __call__(self, name: str) -> Path:
         self.count += 1
@@ -145,6 +152,60 @@ def zoom_graph_to_fit(page, labels: list[str], max_clicks: int = 12) -> None:
         page.get_by_role("button", name="zoom_out").click()
         page.wait_for_timeout(250)  # the zoom animates
     assert all_inside(), f"the asset graph does not fit the window even zoomed out: {labels}"
+
+
+def open_launchpad(page, job: str, partition: str) -> None:
+    """Jobs → `job` → Launchpad, with `partition` picked in the partition picker."""
+    from playwright.sync_api import expect
+
+    page.goto("/jobs")
+    page.locator("a", has_text=re.compile(f"^{job}$")).click()
+    page.get_by_role("tab", name="Launchpad").click()
+    picker = page.get_by_placeholder("Partition")
+    picker.click()
+    picker.fill(partition)
+    page.get_by_role("menuitem", name=partition, exact=True).click()
+    expect(page.get_by_text(f"partition: {partition}")).to_be_visible()  # the run's tags now name it
+
+
+def launch_run(page) -> str:
+    """Click the launchpad's Launch Run once its config has no errors; returns the run ID of the run page it opens."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("No errors", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Launch Run").click()
+    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}"))
+    return run_id_from_url(page.url)
+
+
+def filter_runs_by_tag(page, key: str, value: str):
+    """Runs → Filter → Tag → key → value, picked in the menus; returns the listed runs' ID links, newest first."""
+    from playwright.sync_api import expect
+
+    page.goto("/runs")
+    settle(page)
+    filter_button = page.get_by_role("button", name=re.compile(r"Filter$"))  # not a tag's "Add tag to filter"
+    filter_button.click()
+    search = page.get_by_role("combobox", name="Search filters")
+    for item in ("Tag", key, value):
+        if item != "Tag":
+            search.fill(item)  # the lists of tag keys and values scroll: narrow them down
+        page.get_by_role("menuitem").filter(has_text=re.compile(f"^{re.escape(item)}$")).first.click()
+        page.mouse.move(0, 0)  # when the menu shrinks, a run's tag under the pointer pops up over the menu
+    filter_button.click()  # closes the filter menu
+    expect(page).to_have_url(re.compile(re.escape(quote(f"tag:{key}={value}", safe=""))))
+    settle(page)
+    return page.get_by_role("link").filter(has_text=re.compile(r"^[0-9a-f]{8}$"))
+
+
+def metadata_value(page, label: str):
+    """The value cell of one entry in a metadata table (a row: label, value)."""
+    return page.locator("tr").filter(has=page.get_by_text(label, exact=True)).locator("td").nth(1)
+
+
+def visible_text(page, text: str):
+    """The visible elements whose text is exactly `text` (Dagster's MiddleTruncate keeps a hidden copy to measure)."""
+    return page.get_by_text(text, exact=True).filter(visible=True)
 
 
 def wait_for_run_to_finish(page, timeout_s: float = 120) -> str:
