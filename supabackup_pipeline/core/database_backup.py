@@ -75,11 +75,16 @@ def backup_database(
         log(f"snapshot {snap.info.snapshot_id} at {snap.info.taken_at}: {len(selected)} tables, {len(auth)} auth tables")
 
         jobs = [(t, db_dir) for t in selected] + [(t, users_dir) for t in auth]
-        dumps = _dump_parallel(snap, jobs, workers, log)
+        # pg_dump --schema-only is a process of its own in the exported snapshot (alive until this
+        # block ends): it runs alongside the table dumps instead of after them (~0.1 s off the benchmark).
+        # Its outcome is recorded below, in the same place and order as when it ran afterwards.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema") as background:
+            ddl = background.submit(_run_schema_dump, snap, schemas, db_dir / "schema.sql") if tables is None else None
+            dumps = _dump_parallel(snap, jobs, workers, log)
         result.tables = [d for d in dumps if d.ref not in auth]
         result.users = [d for d in dumps if d.ref in auth]
-        if tables is None:
-            _write_schema_ddl(snap, schemas, db_dir, result, log)
+        if ddl is not None:
+            _record_schema_ddl(ddl.result(), db_dir / "schema.sql", result, log)
         _write_sequences(snap, schemas, db_dir, result)
     for dump in dumps:
         folder = "users" if dump.ref in auth else "database"
@@ -128,13 +133,12 @@ def _dump_parallel(snap: Snapshot, jobs: list[tuple[TableRef, Path]], workers: i
     return sorted([d for r in results for d in r], key=lambda d: (d.ref.schema, d.ref.name))
 
 
-def _write_schema_ddl(snap: Snapshot, schemas: list[str], db_dir: Path, result: DatabaseBackup, log: Log) -> None:
-    """`pg_dump --schema-only` in the same snapshot: types, functions, views, sequences, policies."""
+def _run_schema_dump(snap: Snapshot, schemas: list[str], target: Path) -> subprocess.CompletedProcess | None:
+    """`pg_dump --schema-only` in the same snapshot into `target` (types, functions, views, sequences,
+    policies); None if pg_dump is not installed. Touches nothing shared: it runs in a thread."""
     pg_dump = os.environ.get("PG_DUMP") or shutil.which("pg_dump")
     if not pg_dump:
-        result.warnings.append("pg_dump not found: schema.sql not written (each table's DDL is in its sidecar)")
-        return
-    target = db_dir / "schema.sql"
+        return None
     # The password goes through the environment, not the command line other users can read.
     params = conninfo_to_dict(snap.db_url)
     password = params.pop("password", None)
@@ -143,7 +147,16 @@ def _write_schema_ddl(snap: Snapshot, schemas: list[str], db_dir: Path, result: 
            "--dbname", make_conninfo(**params)]
     cmd += [f"--schema={s}" for s in schemas]
     with open_private(target) as out:
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+        return subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _record_schema_ddl(
+    done: subprocess.CompletedProcess | None, target: Path, result: DatabaseBackup, log: Log
+) -> None:
+    """schema.sql in the manifest, or a warning: a missing or failing pg_dump never fails the backup."""
+    if done is None:
+        result.warnings.append("pg_dump not found: schema.sql not written (each table's DDL is in its sidecar)")
+        return
     if done.returncode != 0:
         target.unlink(missing_ok=True)
         message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}"
