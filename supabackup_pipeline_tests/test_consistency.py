@@ -62,3 +62,23 @@ def test_concurrent_transfers_never_show_half_done(project_db_url, tmp_path):
     assert live < sum(checking), "the live table moved on after the snapshot"
     sidecar = json.loads((tmp_path / "database/public.checking.json").read_text())
     assert sidecar["row_count"] == 50
+
+
+def test_client_programs_skip_debians_perl_wrapper_and_honour_overrides(monkeypatch, tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    from supabackup_pipeline.core.snapshot import client_program
+
+    for name in ("psql", "pg_dump"):
+        monkeypatch.delenv(name.upper(), raising=False)
+        on_path = shutil.which(name)
+        chosen = client_program(name)
+        if os.path.basename(os.path.realpath(on_path)) == "pg_wrapper":
+            assert chosen.startswith("/usr/lib/postgresql/") and chosen.endswith(f"/bin/{name}")
+        else:
+            assert chosen == on_path
+        assert subprocess.run([chosen, "--version"], capture_output=True, text=True, check=True).stdout
+        monkeypatch.setenv(name.upper(), str(tmp_path / name))
+        assert client_program(name) == str(tmp_path / name)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from supabackup_pipeline.core import db_restore

@@ -8,7 +8,6 @@ user and the user itself always agree.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from supabackup_pipeline.core.catalog import TableRef, list_tables
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.files import make_private_dir, open_private, sha256_file, write_json
 from supabackup_pipeline.core.project_lock import lock_project
-from supabackup_pipeline.core.snapshot import Snapshot, SnapshotInfo, open_snapshot
+from supabackup_pipeline.core.snapshot import Snapshot, SnapshotInfo, client_program, open_snapshot
 from supabackup_pipeline.core.table_dump import TableDump, dump_table
 
 # Users and how they sign in. Sessions, refresh tokens and one-time tokens are never backed up:
@@ -136,7 +135,7 @@ def _dump_parallel(snap: Snapshot, jobs: list[tuple[TableRef, Path]], workers: i
 def _run_schema_dump(snap: Snapshot, schemas: list[str], target: Path) -> subprocess.CompletedProcess | None:
     """`pg_dump --schema-only` in the same snapshot into `target` (types, functions, views, sequences,
     policies); None if pg_dump is not installed. Touches nothing shared: it runs in a thread."""
-    pg_dump = os.environ.get("PG_DUMP") or shutil.which("pg_dump")
+    pg_dump = client_program("pg_dump")
     if not pg_dump:
         return None
     # The password goes through the environment, not the command line other users can read.

@@ -55,7 +55,8 @@ def write_json(path: Path, data: object) -> str:
 
 
 class HashingReader(io.RawIOBase):
-    """A read-only file that hashes what is read through it (a COPY stream, on its way to pyarrow)."""
+    """A read-only file that hashes what is read through it (a COPY stream, on its way to pyarrow).
+    `read` hands on the underlying file's bytes as they are: no extra copy."""
 
     def __init__(self, raw):
         self._raw = raw
@@ -64,11 +65,15 @@ class HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._digest.update(data)
+        return data
+
     def readinto(self, buffer) -> int:
-        n = self._raw.readinto(buffer)
-        if n:
-            self._digest.update(memoryview(buffer)[:n])
-        return n or 0
+        data = self.read(len(buffer))
+        memoryview(buffer)[:len(data)] = data
+        return len(data)
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()

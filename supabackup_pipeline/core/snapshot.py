@@ -9,6 +9,7 @@ so a concurrent DROP TABLE waits for the backup instead of breaking it.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import subprocess
@@ -67,6 +68,25 @@ def optional_fact(conn: psycopg.Connection, query: str) -> str | None:
         return None
 
 
+def client_program(name: str) -> str | None:
+    """A PostgreSQL client program (psql, pg_dump): $PSQL / $PG_DUMP if set, else from PATH.
+
+    On Debian and Ubuntu, PATH holds a Perl wrapper (pg_wrapper) that runs the newest installed
+    client for a remote server; running that client directly saves ~20 ms of Perl start-up per
+    call, and a backup makes one call per table.
+    """
+    override = os.environ.get(name.upper())
+    if override:
+        return override
+    found = shutil.which(name)
+    if found and os.path.basename(os.path.realpath(found)) == "pg_wrapper":
+        clients = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
+        numbered = [c for c in clients if c.split("/")[4].isdigit()]
+        if numbered:
+            return max(numbered, key=lambda c: int(c.split("/")[4]))
+    return found
+
+
 # psql writes COPY data through stdio, 4 kB per write(2) into the pipe, and our reader wakes for each.
 # `stdbuf -o` (GNU coreutils, where installed) gives psql's stdout a 1 MB buffer: far fewer system
 # calls and wake-ups on both sides (database_benchmark.py, 2 cores: ~3-5% off a backup, same peak
@@ -101,7 +121,7 @@ class Snapshot:
         psql hands out COPY data in large buffers; psycopg's reader makes one Python call per row,
         which costs more than the whole of pyarrow's parsing (issue 4's measurements).
         """
-        psql = os.environ.get("PSQL") or shutil.which("psql")
+        psql = client_program("psql")
         if not psql:
             raise SupabackupError("psql not found: install the PostgreSQL client (postgresql-client-15)")
         params = conninfo_to_dict(self.db_url)

@@ -7,7 +7,6 @@ whole in memory: peak memory is a few blocks, whatever the table size.
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,9 +152,8 @@ def _write_parquet(
             else:
                 with snapshot.copy_out(copy_select_sql(description.columns, description.ref)) as pipe:
                     copied = HashingReader(pipe)
-                    stream = io.BufferedReader(copied, CSV_BLOCK_SIZE)
-                    if stream.peek(1):  # an empty table: pyarrow refuses to open an empty CSV
-                        for batch in csv_batches(stream, description.columns, schema):
+                    if pipe.peek(1):  # an empty table: pyarrow refuses to open an empty CSV
+                        for batch in csv_batches(copied, description.columns, schema):
                             writer.write_batch(batch, row_group_size=PARQUET_ROW_GROUP)
                             rows += batch.num_rows
         finally:
