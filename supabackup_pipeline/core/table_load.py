@@ -9,6 +9,7 @@ precedence over the typed column, and generated columns are left for the server 
 from __future__ import annotations
 
 import io
+import queue
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,16 @@ from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, quote_ident
 
 BATCH_ROWS = 64 * 1024
+QUEUED_CHUNKS = 256  # psycopg queues 128 kB chunks: 32 MB in flight, about three batches
+
+
+class _WriterThread(QueuedLibpqWriter):
+    """psycopg's writer thread (it sends while the caller converts the next batch), with a shorter
+    queue than its default 1024 chunks, so memory stays flat when the conversion runs ahead."""
+
+    def __init__(self, cursor: psycopg.Cursor):
+        super().__init__(cursor)
+        self._queue = queue.Queue(maxsize=QUEUED_CHUNKS)  # pinned psycopg: see requirements.lock
 _HEXDIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -189,9 +200,9 @@ def load_table(conn: psycopg.Connection, parquet_path: Path, sidecar: dict, targ
     column_list = ", ".join(quote_ident(c) for c in columns)
     cursor = conn.cursor()
     # The writer thread sends one batch while this one converts the next: the server, not the
-    # conversion, then sets the pace (its queue is bounded, so memory stays flat).
+    # conversion, then sets the pace.
     with cursor.copy(f"COPY {target.sql} ({column_list}) FROM STDIN (FORMAT {'binary' if encoders else 'csv'})",
-                     writer=QueuedLibpqWriter(cursor)) as copy:
+                     writer=_WriterThread(cursor)) as copy:
         if encoders:
             copy.write(copy_binary.SIGNATURE)
             for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
