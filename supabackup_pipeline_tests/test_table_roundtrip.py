@@ -328,7 +328,8 @@ def test_many_array_rows_round_trip_exactly(project_db_url, db, tmp_path, monkey
 
 
 def test_numbers_json_and_text_keep_their_exact_form(project_db_url, db, tmp_path, copy_format):
-    """numeric scale and digits, NaN/±Infinity, jsonb and json text, bytea, edge dates and times."""
+    """numeric scale and digits (up to 20,000 of them), NaN/±Infinity, jsonb and json text, bytea,
+    edge dates and times."""
     db.execute("""
         CREATE TABLE public.exact (id int PRIMARY KEY, n numeric, n2 numeric(12,2), n0 numeric(30,0), j jsonb,
                                    js json, tx varchar(20), bp char(4), b bytea, d date, t time, ts timestamp,
@@ -351,7 +352,9 @@ def test_numbers_json_and_text_keep_their_exact_form(project_db_url, db, tmp_pat
               rng.choice(["0001-01-01 00:00", "9999-12-31 23:59:59.999999", "1970-01-01", "2000-01-01 00:00:00.5"]),
               rng.choice(["0001-01-01 00:00+00", "9999-12-31 23:59:59.999999+00", "2026-11-27 17:43:02.123456+05:30"]),
               str(uuid.UUID(int=rng.getrandbits(128))), rng.choice([True, False]))
-             for i in range(2000)] + [(5000,) + (None,) * 14])
+             for i in range(2000)] + [(5000,) + (None,) * 14]
+            + [(6000 + i, v, None, None, None, None, None, None, None, None, None, None, None, None, None)
+               for i, v in enumerate(["9" * 20000 + "." + "1" * 1000, "-0." + "0" * 16000 + "1"])])
     dump_and_reload(project_db_url, db, tmp_path, "exact")
     assert rows_as_text(db, "exact_copy") == rows_as_text(db, "exact")
     assert copy_format.used == [copy_format.name]

@@ -100,9 +100,20 @@ def _jsonb(arr: pa.Array) -> pa.Array:
 
 
 _NUMERIC_SIGN = {b"NaN": 0xC000, b"Infinity": 0xD000, b"-Infinity": 0xF000}
+_NUMERIC_CELLS = 1 << 22  # digits × rows laid out at once: a few very long values must not cost GBs
 
 
 def _numeric(arr: pa.Array) -> pa.Array:
+    """Numeric fields, in halves while the batch is wide (numeric allows 147,455 digits): each
+    half pads its values only to its own longest."""
+    longest = pc.max(pc.binary_length(arr)).as_py() or 0
+    if len(arr) > 1 and len(arr) * longest > _NUMERIC_CELLS:
+        half = len(arr) // 2
+        return pa.concat_arrays([_numeric(arr.slice(0, half)), _numeric(arr.slice(half))])
+    return _numeric_fields(arr)
+
+
+def _numeric_fields(arr: pa.Array) -> pa.Array:
     """numeric text (`-12.340`, `NaN`, `Infinity`) → numeric_send's layout: ndigits, weight, sign,
     dscale, base-10000 digits. Every value of a batch gets the same digit groups (leading and
     trailing zero groups included); the server normalizes them away, keeping the scale."""

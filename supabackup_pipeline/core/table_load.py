@@ -1,9 +1,9 @@
 """Load a table dump back into PostgreSQL: Parquet → `COPY ... FROM STDIN`, binary or CSV.
 
-The inverse of table_dump. Binary where copy_binary can (faster for the server); otherwise, and
-for the value-by-value fingerprints, each Parquet column is turned back into the exact text Postgres reads
-(vectorized with Arrow compute and numpy, never a Python call per value), overflow values take
-precedence over the typed column, and generated columns are left for the server to compute.
+The inverse of table_dump. Binary COPY where copy_binary can encode every column (the server
+parses no text). Otherwise, and for the value-by-value fingerprints, each Parquet column is turned
+back into the exact text Postgres reads (Arrow compute and numpy, never a Python call per value),
+an overflow value taking its column's place. Generated columns are left for the server to compute.
 """
 
 from __future__ import annotations
