@@ -224,7 +224,8 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
             conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             conn.execute("SET LOCAL lock_timeout = '60s'")
             replica = _try_replica(conn)
-            log("user triggers: " + ("off (session_replication_role = replica)" if replica else "disabled per table"))
+            log("user triggers: " + ("off (session_replication_role = replica)" if replica
+                                     else "disabled by name for the load"))
             creating = [s for s in plan.tables if not s.exists]
             _create_sequences(conn, plan, creating)
             for step in creating:
