@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from supabackup_pipeline.core.pg_types import unpack_bits
+
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # flags, header extension length
 TRAILER = struct.pack(">h", -1)
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's epoch, in days since 1970-01-01
@@ -30,10 +32,7 @@ Encoder = Callable[[pa.Array], pa.Array]  # an Arrow column → its COPY fields 
 
 # ------------------------------------------------------------------ fields
 def _valid(arr: pa.Array) -> np.ndarray:
-    if arr.null_count == 0:
-        return np.ones(len(arr), dtype=bool)
-    bits = np.unpackbits(np.frombuffer(arr.buffers()[0], dtype=np.uint8), bitorder="little")
-    return bits[arr.offset:arr.offset + len(arr)].astype(bool)
+    return unpack_bits(arr.buffers()[0], arr.offset, len(arr), True)
 
 
 def _binary_array(data: np.ndarray, offsets: np.ndarray) -> pa.Array:
@@ -72,18 +71,12 @@ def var_fields(payload: pa.Array) -> pa.Array:
 
 
 # ------------------------------------------------------------------ per type
-def _numbers(dtype: str, as_type: pa.DataType | None = None) -> Encoder:
+def _numbers(dtype: str, as_type: pa.DataType | None = None, shift: int = 0) -> Encoder:
+    """Fixed-width numbers; `shift` for dates and timestamps: Arrow counts from 1970-01-01,
+    PostgreSQL from 2000-01-01."""
     def encode(arr: pa.Array) -> pa.Array:
         values = pc.fill_null(arr.cast(as_type) if as_type else arr, 0).to_numpy()
-        return fixed_fields(_be(values, dtype), _valid(arr))
-    return encode
-
-
-def _shifted(dtype: str, as_type: pa.DataType, shift: int) -> Encoder:
-    """date/timestamp: Arrow counts from 1970-01-01, PostgreSQL from 2000-01-01."""
-    def encode(arr: pa.Array) -> pa.Array:
-        values = pc.fill_null(arr.cast(as_type), 0).to_numpy().astype(np.int64) - shift
-        return fixed_fields(_be(values, dtype), _valid(arr))
+        return fixed_fields(_be(values - shift if shift else values, dtype), _valid(arr))
     return encode
 
 
@@ -181,8 +174,8 @@ def _array(element: Encoder, oid: int) -> Encoder:
 _SCALARS: dict[str, Encoder] = {
     "int2": _numbers(">i2"), "int4": _numbers(">i4"), "int8": _numbers(">i8"),
     "float4": _numbers(">f4"), "float8": _numbers(">f8"), "bool": _numbers("u1", pa.uint8()),
-    "date": _shifted(">i4", pa.int32(), _PG_EPOCH_DAYS),
-    "timestamp": _shifted(">i8", pa.int64(), _PG_EPOCH_US), "timestamptz": _shifted(">i8", pa.int64(), _PG_EPOCH_US),
+    "date": _numbers(">i4", pa.int32(), _PG_EPOCH_DAYS),
+    "timestamp": _numbers(">i8", pa.int64(), _PG_EPOCH_US), "timestamptz": _numbers(">i8", pa.int64(), _PG_EPOCH_US),
     "time": _numbers(">i8", pa.int64()),
     "uuid": _uuid, "numeric": _numeric, "jsonb": _jsonb,
     **{t: var_fields for t in ("text", "varchar", "bpchar", "name", "json", "bytea")},

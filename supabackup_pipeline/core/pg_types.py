@@ -122,7 +122,8 @@ _BACKSLASH, _QUOTE, _COMMA, _OPEN, _CLOSE = (ord(ch) for ch in '\\",{}')
 _NULL = np.frombuffer(b"NULL", dtype=np.uint8)
 
 
-def _bits(buffer: pa.Buffer | None, offset: int, n: int, default: bool) -> np.ndarray:
+def unpack_bits(buffer: pa.Buffer | None, offset: int, n: int, default: bool) -> np.ndarray:
+    """An Arrow bitmap (validity or boolean values) as a numpy bool array; `default` if absent."""
     if buffer is None:
         return np.full(n, default)
     bits = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")
@@ -132,7 +133,7 @@ def _bits(buffer: pa.Buffer | None, offset: int, n: int, default: bool) -> np.nd
 def _mask(arr: pa.Array) -> np.ndarray:
     """A boolean array as numpy, NULL as False (BooleanArray.to_numpy would import pandas)."""
     validity, values = arr.buffers()
-    return _bits(values, arr.offset, len(arr), False) & _bits(validity, arr.offset, len(arr), True)
+    return unpack_bits(values, arr.offset, len(arr), False) & unpack_bits(validity, arr.offset, len(arr), True)
 
 
 def _validity(mask: np.ndarray) -> pa.Buffer | None:
@@ -260,7 +261,7 @@ def _pg_array_list(value_type: pa.DataType) -> Callable[[pa.Array], pa.Array]:
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1)
         data_buffer = arr.buffers()[2]
         data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
-        valid = _bits(arr.buffers()[0], arr.offset, n, True)
+        valid = unpack_bits(arr.buffers()[0], arr.offset, n, True)
         starts, lengths = offsets[:-1], np.diff(offsets)
         if (lengths[valid] < 2).any():
             raise ValueError("malformed array from the server")
