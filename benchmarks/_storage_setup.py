@@ -60,21 +60,15 @@ def run_child(script: str, **args) -> dict:
 def local_stack(prefix: str) -> Iterator[tuple[Path, str, str]]:
     """A throw-away PostgreSQL + Storage API stand-in: yields (scratch folder, Storage URL, service
     role key); stops both and removes the folder afterwards."""
-    from supabackup_pipeline.dev.stack import _wait_http, create_database, service_role_key
+    from supabackup_pipeline.dev.stack import create_database, service_role_key, start_storage_api
 
     root = Path(tempfile.mkdtemp(prefix=prefix))
     with contextlib.ExitStack() as cleanup:  # undone in reverse: stop the API, the cluster, remove the folder
         cleanup.callback(shutil.rmtree, root, ignore_errors=True)
         info = create_database(root / "stack")
         cleanup.callback(info.cluster.destroy)
-        with open(root / "stack" / "storage-api.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "supabackup_pipeline.dev.storage_api", "--db-url", info.storage_db_url,
-                 "--data-dir", str(info.storage_data_dir), "--port", str(info.storage_port),
-                 "--jwt-secret", info.jwt_secret],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = start_storage_api(info, root / "stack" / "storage-api.log")
         cleanup.callback(_stop, proc)
-        _wait_http(info.storage_port, proc)
         yield root, info.supabase_url, service_role_key(info.jwt_secret)
 
 

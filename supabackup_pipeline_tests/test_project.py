@@ -109,3 +109,26 @@ def test_demo_backs_up_damages_rolls_back_and_verifies(tmp_path):
             assert re.search(rf"^\s+{step}\s+[\d.]+ s$", done.stdout, re.M), done.stdout
     finally:
         subprocess.run([sys.executable, "-m", "supabackup_pipeline", "stack", "down"], env=env, timeout=60)
+
+
+def test_the_storage_stand_in_starts_with_a_secret_that_looks_like_an_option(stack, tmp_path):
+    """token_urlsafe() starts with '-' about once in 64 stacks; argparse must not take it for a flag."""
+    import dataclasses
+    import signal
+
+    import httpx
+
+    from supabackup_pipeline.dev.postgres_cluster import free_port
+    from supabackup_pipeline.dev.stack import service_role_key, start_storage_api
+
+    info = dataclasses.replace(stack, root=str(tmp_path), storage_port=free_port(), jwt_secret="-starts-with-a-dash")
+    info.storage_data_dir.mkdir(parents=True)
+    proc = start_storage_api(info, tmp_path / "storage-api.log")
+    try:
+        key = service_role_key(info.jwt_secret)
+        listed = httpx.get(f"{info.supabase_url}/storage/v1/bucket", headers={"Authorization": f"Bearer {key}",
+                                                                             "apikey": key})
+        assert listed.status_code == 200, listed.text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)

@@ -141,35 +141,47 @@ def up(home: Path | None = None) -> StackInfo:
     if running is not None:
         return running
     info = create_database(home / "run")
-    log = open(home / "storage-api.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "supabackup_pipeline.dev.storage_api",
-         "--db-url", info.storage_db_url,
-         "--data-dir", str(info.storage_data_dir), "--port", str(info.storage_port),
-         "--jwt-secret", info.jwt_secret],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    proc = start_storage_api(info, home / "storage-api.log")
     info.storage_pid = proc.pid
-    _wait_http(info.storage_port, proc)
     state = _state_file(home)
     state.write_text(json.dumps(asdict(info)))
     state.chmod(0o600)
     return info
 
 
-def _wait_http(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+def start_storage_api(info: StackInfo, log_path: Path) -> subprocess.Popen:
+    """Start the Storage API stand-in for `info` in the background; returns once it listens.
+
+    Options are passed as `--name=value`: a secret may start with `-`, which argparse would
+    otherwise read as an option.
+    """
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supabackup_pipeline.dev.storage_api",
+             f"--db-url={info.storage_db_url}", f"--data-dir={info.storage_data_dir}",
+             f"--port={info.storage_port}", f"--jwt-secret={info.jwt_secret}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    _wait_http(info.storage_port, proc, log_path)
+    return proc
+
+
+def _wait_http(port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
     import socket
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the Storage API stand-in exited with code {proc.returncode}")
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"the Storage API stand-in exited with code {proc.returncode}: {' | '.join(tail)}"
+                               f" (log: {log_path})")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"the Storage API stand-in did not listen on port {port} within {timeout}s")
+    proc.kill()
+    raise RuntimeError(f"the Storage API stand-in did not listen on port {port} within {timeout}s (log: {log_path})")
 
 
 def down(home: Path | None = None) -> bool:
