@@ -7,7 +7,6 @@ user and the user itself always agree.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from supabackup_pipeline.core.catalog import TableRef, list_tables
 from supabackup_pipeline.core.errors import SupabackupError
-from supabackup_pipeline.core.files import make_private_dir, open_private, sha256_file, write_json
+from supabackup_pipeline.core.files import make_private_dir, sha256_file, write_json
 from supabackup_pipeline.core.project_lock import lock_project
-from supabackup_pipeline.core.snapshot import Snapshot, SnapshotInfo, client_program, open_snapshot
+from supabackup_pipeline.core.schema_catalog import read_schema_catalog
+from supabackup_pipeline.core.schema_dump import dump_command, write_plain_sql
+from supabackup_pipeline.core.snapshot import Snapshot, SnapshotInfo, open_snapshot
 from supabackup_pipeline.core.table_dump import TableDump, dump_table
 
 # Users and how they sign in. Sessions, refresh tokens and one-time tokens are never backed up:
@@ -78,12 +77,13 @@ def backup_database(
         # block ends): it runs alongside the table dumps instead of after them (~0.1 s off the benchmark).
         # Its outcome is recorded below, in the same place and order as when it ran afterwards.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema") as background:
-            ddl = background.submit(_run_schema_dump, snap, schemas, db_dir / "schema.sql") if tables is None else None
+            ddl = background.submit(_run_schema_dump, snap, schemas, db_dir / "schema.dump") if tables is None else None
             dumps = _dump_parallel(snap, jobs, workers, log)
         result.tables = [d for d in dumps if d.ref not in auth]
         result.users = [d for d in dumps if d.ref in auth]
         if ddl is not None:
-            _record_schema_ddl(ddl.result(), db_dir / "schema.sql", result, log)
+            _record_schema_ddl(ddl.result(), db_dir, result, log)
+            _write_schema_catalog(snap, schemas, db_dir, result)
         _write_sequences(snap, schemas, db_dir, result)
     for dump in dumps:
         folder = "users" if dump.ref in auth else "database"
@@ -133,36 +133,45 @@ def _dump_parallel(snap: Snapshot, jobs: list[tuple[TableRef, Path]], workers: i
 
 
 def _run_schema_dump(snap: Snapshot, schemas: list[str], target: Path) -> subprocess.CompletedProcess | None:
-    """`pg_dump --schema-only` in the same snapshot into `target` (types, functions, views, sequences,
-    policies); None if pg_dump is not installed. Touches nothing shared: it runs in a thread."""
-    pg_dump = client_program("pg_dump")
-    if not pg_dump:
+    """`pg_dump --format=custom --schema-only` in the same snapshot into `target` (every object of
+    the schemas with owners and grants); None if pg_dump is not installed. Touches nothing shared:
+    it runs in a thread."""
+    command = dump_command(snap.db_url, schemas, target, snapshot_id=snap.info.snapshot_id)
+    if command is None:
         return None
-    # The password goes through the environment, not the command line other users can read.
-    params = conninfo_to_dict(snap.db_url)
-    password = params.pop("password", None)
-    env = {**os.environ, **({"PGPASSWORD": str(password)} if password else {})}
-    cmd = [pg_dump, "--schema-only", "--no-owner", f"--snapshot={snap.info.snapshot_id}",
-           "--dbname", make_conninfo(**params)]
-    cmd += [f"--schema={s}" for s in schemas]
-    with open_private(target) as out:
-        return subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+    cmd, env = command
+    target.touch(mode=0o600)
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _record_schema_ddl(
-    done: subprocess.CompletedProcess | None, target: Path, result: DatabaseBackup, log: Log
+    done: subprocess.CompletedProcess | None, db_dir: Path, result: DatabaseBackup, log: Log
 ) -> None:
-    """schema.sql in the manifest, or a warning: a missing or failing pg_dump never fails the backup."""
+    """schema.dump and schema.sql in the manifest, or a warning: a missing or failing pg_dump never
+    fails the backup (the rollback then restores tables from their sidecars only)."""
+    dump, plain = db_dir / "schema.dump", db_dir / "schema.sql"
     if done is None:
-        result.warnings.append("pg_dump not found: schema.sql not written (each table's DDL is in its sidecar)")
+        result.warnings.append("pg_dump not found: schema.dump not written (each table's DDL is in its sidecar)")
         return
     if done.returncode != 0:
-        target.unlink(missing_ok=True)
+        dump.unlink(missing_ok=True)
         message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}"
         result.warnings.append(f"pg_dump --schema-only failed ({message}); each table's DDL is in its sidecar")
         log(result.warnings[-1])
         return
-    result.files["database/schema.sql"] = {"bytes": target.stat().st_size, "sha256": sha256_file(target)}
+    write_plain_sql(dump, plain)
+    plain.chmod(0o600)
+    for path in (dump, plain):
+        result.files[f"database/{path.name}"] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _write_schema_catalog(snap: Snapshot, schemas: list[str], db_dir: Path, result: DatabaseBackup) -> None:
+    path = db_dir / "schema.json"
+    catalog = read_schema_catalog(snap.coordinator, schemas)
+    for obj in catalog["app_triggers"] + catalog["app_policies"]:
+        obj.pop("oid")  # meaningful only in the database it was read from
+    sha = write_json(path, catalog)
+    result.files["database/schema.json"] = {"bytes": path.stat().st_size, "sha256": sha}
 
 
 def _write_sequences(snap: Snapshot, schemas: list[str], db_dir: Path, result: DatabaseBackup) -> None:

@@ -19,6 +19,7 @@ Inside that transaction, in this order:
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,9 @@ from supabackup_pipeline.core.ddl import column_sql, create_table_sql, foreign_k
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.fingerprint import backup_fingerprint, live_copy_sha256, live_fingerprint
 from supabackup_pipeline.core.pg_types import Column, quote_ident
+from supabackup_pipeline.core import schema_restore
 from supabackup_pipeline.core.project_lock import lock_project
+from supabackup_pipeline.core.schema_dump import compare_entries, live_entries
 from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.table_load import load_table
 
@@ -68,11 +71,17 @@ class DatabasePlan:
     drop_new_tables: bool = False
     sequences: list[dict] = field(default_factory=list)
     users: dict = field(default_factory=dict)
+    schema: schema_restore.SchemaPlan | None = None  # the schema phase (full restores of new backups)
+    truncate_parents: list[str] = field(default_factory=list)  # partitioned parents of restored partitions
 
     def to_json(self) -> dict:
-        return {"tables": [t.to_json() for t in self.tables], "emptied_auth_tables": self.emptied_auth_tables,
-                "new_tables": self.new_tables, "drop_new_tables": self.drop_new_tables,
-                "sequences": len(self.sequences), "users": self.users}
+        shown = {"tables": [t.to_json() for t in self.tables], "emptied_auth_tables": self.emptied_auth_tables,
+                 "new_tables": self.new_tables, "drop_new_tables": self.drop_new_tables,
+                 "sequences": len(self.sequences), "users": self.users}
+        if self.schema is not None:
+            shown["schema"] = self.schema.to_json()
+            shown["schema_changes"] = self.schema.changes
+        return shown
 
 
 def backup_tables(manifest: dict, components: list[str]) -> list[tuple[TableRef, str, str]]:
@@ -90,36 +99,46 @@ def plan_database_restore(
     conn: psycopg.Connection, root: Path, manifest: dict, components: list[str],
     tables: list[str] | None = None, drop_new_tables: bool = False,
 ) -> DatabasePlan:
-    """What a restore would do, read from the live database without changing it."""
+    """What a restore would do, read from the live database without changing it.
+
+    A full restore of the database component from a backup with a schema dump rebuilds the
+    schemas (core/schema_restore.py); a `--tables` subset, or an older backup, restores rows
+    into the existing tables and undoes their column drift.
+    """
     available = backup_tables(manifest, components)
+    schemas = manifest.get("parts", {}).get("database", {}).get("schemas", [])
+    parents: dict[str, list[str]] = {}
     if tables is not None:
+        parents = partition_leaves(root, available)
+        tables = _expand_parents(tables, parents)
         known = {ref.qualified for ref, _, _ in available}
         unknown = sorted(set(tables) - known)
         if unknown:
             raise RestoreRefused(f"not in this backup (or not in the chosen components): {', '.join(unknown)}")
         available = [a for a in available if a[0].qualified in set(tables) or a[0].schema == "auth"]
-    steps = []
-    for ref, parquet, sidecar_rel in available:
-        sidecar = json.loads((root / sidecar_rel).read_text())
-        exists = table_exists(conn, ref)
-        rows_now = conn.execute(f"SELECT count(*) FROM ONLY {ref.sql}").fetchone()[0] if exists else None
-        drift = _drift(conn, ref, sidecar) if exists else ["dropped since the backup: will be recreated"]
-        if ref.schema == "auth" and any(d.startswith("column") and "re-added" in d for d in drift):
-            raise RestoreRefused(f"{ref.qualified} lost columns since the backup ({drift}); Supabase Auth owns its"
-                                 " schema, so supabackup will not alter it")
-        steps.append(TableStep(ref, parquet, sidecar_rel, sidecar, exists, rows_now, sidecar["row_count"], drift))
+    rebuild = "database" in components and tables is None and schema_restore.has_schema_dump(root)
+    steps = [_table_step(conn, root, ref, parquet, sidecar_rel) for ref, parquet, sidecar_rel in available]
     restored = {s.ref for s in steps}
 
     plan = DatabasePlan(tables=steps, drop_new_tables=drop_new_tables)
-    schemas = manifest.get("parts", {}).get("database", {}).get("schemas", [])
-    if "database" in components and tables is None:
-        live = list_tables(conn, schemas)
-        plan.new_tables = sorted(t.qualified for t in live if t not in restored)
-    plan.emptied_auth_tables, blockers = _dependents(conn, restored, set() if not drop_new_tables else set(plan.new_tables))
+    if rebuild:
+        plan.schema = schema_restore.plan_schema_restore(conn, root, schemas, drop_new_tables,
+                                                         live=live_entries(_url_of(conn), schemas))
+        plan.new_tables = plan.schema.new_tables
+        rebuilt = {o.qualified for o in plan.schema.drops if o.is_table}
+    else:
+        if "database" in components and tables is None:
+            live = list_tables(conn, schemas)
+            plan.new_tables = sorted(t.qualified for t in live if t not in restored)
+        plan.truncate_parents = sorted(p for p, leaves in parents.items() if set(leaves) <= {r.qualified for r in restored})
+        rebuilt = set(plan.new_tables) if drop_new_tables else set()
+    covered = restored | {TableRef(*p.split(".", 1)) for p in plan.truncate_parents}
+    plan.emptied_auth_tables, blockers = _dependents(conn, covered, rebuilt)
     if blockers:
         raise RestoreRefused(
             "restoring would empty tables you did not select, because they reference restored tables with"
-            f" foreign keys: {', '.join(blockers)}. Select them too (--tables) or restore all tables."
+            f" foreign keys: {', '.join(blockers)}. Select them too (--tables), restore all tables, or (for"
+            " tables created after the backup) pass --drop-new-tables."
         )
     seq_path = root / "database" / "sequences.json"
     if "database" in components and seq_path.exists():
@@ -131,6 +150,62 @@ def plan_database_restore(
     if "users" in components:
         plan.users = _users_diff(conn, root, steps)
     return plan
+
+
+def _url_of(conn: psycopg.Connection) -> str:
+    """A URL for client programs (pg_dump) to the database `conn` is connected to, as the same role."""
+    from psycopg.conninfo import make_conninfo
+
+    info = conn.info
+    return make_conninfo(host=info.host, port=info.port, dbname=info.dbname, user=info.user, password=info.password)
+
+
+def _table_step(conn, root: Path, ref: TableRef, parquet: str, sidecar_rel: str) -> TableStep:
+    sidecar = json.loads((root / sidecar_rel).read_text())
+    exists = table_exists(conn, ref)
+    rows_now = conn.execute(f"SELECT count(*) FROM ONLY {ref.sql}").fetchone()[0] if exists else None
+    drift = _drift(conn, ref, sidecar) if exists else ["dropped since the backup: will be recreated"]
+    if ref.schema == "auth" and any(d.startswith("column") and "re-added" in d for d in drift):
+        raise RestoreRefused(f"{ref.qualified} lost columns since the backup ({drift}); Supabase Auth owns its"
+                             " schema, so supabackup will not alter it")
+    return TableStep(ref, parquet, sidecar_rel, sidecar, exists, rows_now, sidecar["row_count"], drift)
+
+
+_ATTACH = re.compile(r"ALTER TABLE ONLY (\S+) ATTACH PARTITION (\S+) ")
+
+
+def partition_leaves(root: Path, available: list[tuple[TableRef, str, str]]) -> dict[str, list[str]]:
+    """Every partitioned table of the backup → the backed-up leaf partitions under it (at any depth)."""
+    parent_of: dict[str, str] = {}
+    dump = root / schema_restore.SCHEMA_DUMP
+    if schema_restore.has_schema_dump(root):
+        for entry in schema_restore.read_entries(dump):
+            if entry.kind == "TABLE ATTACH":
+                for parent, child in _ATTACH.findall(entry.sql):
+                    parent_of[_unquote(child)] = _unquote(parent)
+    for ref, _, sidecar_rel in available:
+        parent = json.loads((root / sidecar_rel).read_text()).get("partition_of")
+        if parent and ref.qualified not in parent_of:
+            parent_of[ref.qualified] = _unquote(parent) if "." in parent else f"{ref.schema}.{parent}"
+    leaves: dict[str, list[str]] = {}
+    for ref, _, _ in available:
+        node = ref.qualified
+        while node in parent_of:
+            node = parent_of[node]
+            leaves.setdefault(node, []).append(ref.qualified)
+    return leaves
+
+
+def _unquote(name: str) -> str:
+    return ".".join(part.strip('"').replace('""', '"') for part in re.findall(r'"(?:[^"]|"")*"|[^.]+', name))
+
+
+def _expand_parents(tables: list[str], parents: dict[str, list[str]]) -> list[str]:
+    """`--tables` may name a partitioned table: it means all of its partitions."""
+    out: list[str] = []
+    for name in tables:
+        out += parents.get(name, [name])
+    return sorted(set(out))
 
 
 def _live_columns(conn: psycopg.Connection, ref: TableRef) -> dict[str, Column]:
@@ -207,8 +282,9 @@ def _users_diff(conn, root: Path, steps: list[TableStep]) -> dict:
 
 # ------------------------------------------------------------------ apply
 def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log = print) -> dict:
-    """Carry out the plan in one transaction; returns per-table results (rows, checksums, seconds)
-    and the seconds of each phase."""
+    """Carry out the plan in one transaction; returns per-table results (rows, checksums, seconds),
+    the seconds of each phase and, after a schema rebuild, how the live schema compares with the
+    backup's (`schema_differences`, empty when equal)."""
     started = time.monotonic()
     results: list[dict] = []
     phases: dict[str, float] = {}
@@ -226,21 +302,11 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
             replica = _try_replica(conn)
             log("user triggers: " + ("off (session_replication_role = replica)" if replica
                                      else "disabled by name for the load"))
-            creating = [s for s in plan.tables if not s.exists]
-            _create_sequences(conn, plan, creating)
-            for step in creating:
-                conn.execute(create_table_sql(step.sidecar))
-                log(f"recreated {step.ref.qualified}")
-            if plan.drop_new_tables:
-                for name in plan.new_tables:
-                    conn.execute(f"DROP TABLE {TableRef(*name.split('.', 1)).sql}")
-                    log(f"dropped {name} (created after the backup)")
-            targets = [s.ref.sql for s in plan.tables] + [TableRef(*n.split(".", 1)).sql for n in plan.emptied_auth_tables]
-            if targets:
-                conn.execute(f"TRUNCATE {', '.join(targets)}")
-            for step in plan.tables:
-                if step.exists:
-                    _undo_drift(conn, step)
+            if plan.schema is not None:
+                schema_restore.prepare(conn, plan.schema, log)
+                _empty_auth_tables(conn, plan)
+            else:
+                _prepare_tables(conn, plan, log)
             silenced = _silence_triggers(conn, [s.ref for s in plan.tables], replica)
             lap("prepare")
             for step in _parents_first(plan.tables):
@@ -249,25 +315,73 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
                 results.append({"table": step.ref.qualified, "rows": rows, "seconds": round(time.monotonic() - t0, 3)})
                 log(f"restored {step.ref.qualified}: {rows} rows")
             lap("load")
-            for step in creating:
-                for statement in foreign_key_sql(step.sidecar):
-                    conn.execute(statement)
+            if plan.schema is not None:
+                schema_restore.finish(conn, plan.schema, log)
+            else:
+                for step in (s for s in plan.tables if not s.exists):
+                    for statement in foreign_key_sql(step.sidecar):
+                        conn.execute(statement)
             _restore_triggers(conn, silenced)
             for seq in plan.sequences:
                 conn.execute("SELECT setval(%s::regclass, %s, %s)",
                              (TableRef(seq["schema"], seq["name"]).sql, seq["last_value"], seq["is_called"]))
-            violations = check_foreign_keys(conn, [s.ref for s in plan.tables])
+            # a rebuilt schema's foreign keys were validated when the backup's constraints were added
+            checked = [s.ref for s in plan.tables if plan.schema is None or s.ref.schema == "auth"]
+            violations = check_foreign_keys(conn, checked)
             if violations:
                 raise SupabackupError("restored rows break foreign keys, nothing was changed: " + "; ".join(violations))
-            lap("foreign_keys_and_sequences")
+            lap("schema_foreign_keys_and_sequences" if plan.schema is not None else "foreign_keys_and_sequences")
             mismatches = _post_validate(conn, plan, root, results)
             if mismatches:
                 raise SupabackupError("post-validation failed, nothing was changed: " + "; ".join(mismatches))
             log("post-validation passed: every restored table matches the backup; committing")
             lap("post_validation")
     lap("commit")
-    return {"tables": results, "seconds": round(time.monotonic() - started, 3), "phases": phases,
-            "replica_mode": replica}
+    report = {"tables": results, "seconds": round(time.monotonic() - started, 3), "phases": phases,
+              "replica_mode": replica}
+    if plan.schema is not None:
+        report["schema_differences"] = schema_differences(db_url, plan)
+        lap("schema_validation")
+        log("schema validation: " + ("equal to the backup" if not report["schema_differences"] else
+                                     f"{len(report['schema_differences'])} difference(s): {report['schema_differences'][:5]}"))
+    return report
+
+
+def schema_differences(db_url: str, plan: DatabasePlan) -> list[dict]:
+    """The committed schema compared with the backup's, object by object (pg_dump of both). Tables
+    left because they were created after the backup are not differences."""
+    kept = [re.escape(t.split(".", 1)[1]) for t in plan.new_tables] if not plan.drop_new_tables else []
+    mentions_kept = re.compile(rf"\b({'|'.join(kept)})\b") if kept else None
+    changes = compare_entries(plan.schema.entries, live_entries(db_url, plan.schema.schemas))
+    return [c for c in changes if not (c["action"] == "drop" and mentions_kept and mentions_kept.search(c["name"]))]
+
+
+def _empty_auth_tables(conn, plan: DatabasePlan) -> None:
+    """A rebuild recreates the schemas' tables empty; the users tables are emptied in place."""
+    targets = [s.ref.sql for s in plan.tables if s.ref.schema == "auth"]
+    targets += [TableRef(*n.split(".", 1)).sql for n in plan.emptied_auth_tables]
+    if targets:
+        conn.execute(f"TRUNCATE {', '.join(targets)}")
+
+
+def _prepare_tables(conn, plan: DatabasePlan, log: Log) -> None:
+    """Restore into the existing tables: recreate dropped ones, empty all, undo column drift."""
+    creating = [s for s in plan.tables if not s.exists]
+    _create_sequences(conn, plan, creating)
+    for step in creating:
+        conn.execute(create_table_sql(step.sidecar))
+        log(f"recreated {step.ref.qualified}")
+    if plan.drop_new_tables:
+        for name in plan.new_tables:
+            conn.execute(f"DROP TABLE {TableRef(*name.split('.', 1)).sql}")
+            log(f"dropped {name} (created after the backup)")
+    targets = [s.ref.sql for s in plan.tables] + [TableRef(*n.split(".", 1)).sql for n in plan.emptied_auth_tables]
+    targets += [TableRef(*p.split(".", 1)).sql for p in plan.truncate_parents]
+    if targets:
+        conn.execute(f"TRUNCATE {', '.join(targets)}")
+    for step in plan.tables:
+        if step.exists:
+            _undo_drift(conn, step)
 
 
 def _try_replica(conn: psycopg.Connection) -> bool:

@@ -35,14 +35,18 @@ def create_table_sql(sidecar: dict, foreign_keys: bool = False) -> str:
         statements.append(f"ALTER TABLE {ref.sql} ENABLE ROW LEVEL SECURITY")
     if sidecar.get("rls_forced"):
         statements.append(f"ALTER TABLE {ref.sql} FORCE ROW LEVEL SECURITY")
-    for p in sidecar.get("policies", []):
-        roles = ", ".join(r if r == "public" else quote_ident(r) for r in p["roles"])
-        statement = f"CREATE POLICY {quote_ident(p['name'])} ON {ref.sql} AS {p['permissive']} FOR {p['command']} TO {roles}"
-        statement += f" USING ({p['using']})" if p.get("using") else ""
-        statement += f" WITH CHECK ({p['with_check']})" if p.get("with_check") else ""
-        statements.append(statement)
+    statements += [policy_sql(ref.sql, p) for p in sidecar.get("policies", [])]
     statements += [t["definition"] for t in sidecar.get("triggers", [])]
     return ";\n".join(statements)
+
+
+def policy_sql(table_sql: str, p: dict) -> str:
+    """CREATE POLICY from a row of pg_policies (name, permissive, command, roles, using, with_check)."""
+    roles = ", ".join(r if r == "public" else quote_ident(r) for r in p["roles"])
+    statement = f"CREATE POLICY {quote_ident(p['name'])} ON {table_sql} AS {p['permissive']} FOR {p['command']} TO {roles}"
+    statement += f" USING ({p['using']})" if p.get("using") else ""
+    statement += f" WITH CHECK ({p['with_check']})" if p.get("with_check") else ""
+    return statement
 
 
 def foreign_key_sql(sidecar: dict) -> list[str]:

@@ -68,6 +68,17 @@ def optional_fact(conn: psycopg.Connection, query: str) -> str | None:
         return None
 
 
+def client_connection(db_url: str, **extra_env: str) -> tuple[str, dict[str, str]]:
+    """(conninfo without the password, environment with PGPASSWORD) for a libpq client program:
+    the password never appears on a command line other users can read."""
+    params = conninfo_to_dict(db_url)
+    password = params.pop("password", None)
+    env = {**os.environ, **extra_env}
+    if password:
+        env["PGPASSWORD"] = str(password)
+    return make_conninfo(**params), env
+
+
 def client_program(name: str) -> str | None:
     """A PostgreSQL client program (psql, pg_dump): $PSQL / $PG_DUMP if set, else from PATH.
 
@@ -124,15 +135,11 @@ class Snapshot:
         psql = client_program("psql")
         if not psql:
             raise SupabackupError("psql not found: install the PostgreSQL client (postgresql-client-15)")
-        params = conninfo_to_dict(self.db_url)
-        password = params.pop("password", None)
-        env = {**os.environ, "PGOPTIONS": session_options(), "PGAPPNAME": "supabackup"}
-        if password:
-            env["PGPASSWORD"] = str(password)  # never on a command line other users can read
+        conninfo, env = client_connection(self.db_url, PGOPTIONS=session_options(), PGAPPNAME="supabackup")
         stdbuf = shutil.which("stdbuf")
         buffered = [stdbuf, "-o", PSQL_STDOUT_BUFFER] if stdbuf else []  # execs psql: same process
         proc = subprocess.Popen(
-            [*buffered, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", make_conninfo(**params),
+            [*buffered, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", conninfo,
              "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
              "-c", f"SET TRANSACTION SNAPSHOT '{self.info.snapshot_id}'",
              "-c", copy_sql],
