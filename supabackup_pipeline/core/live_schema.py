@@ -105,7 +105,10 @@ SELECT DISTINCT dep.objid, pg_describe_object(dep.classid, dep.objid, 0), owner.
 FROM dep CROSS JOIN LATERAL (SELECT CASE dep.classid
     WHEN 'pg_constraint'::regclass THEN (SELECT CASE WHEN conrelid <> 0 THEN conrelid ELSE contypid END
                                          FROM pg_constraint WHERE oid = dep.objid)
-    WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = dep.objid)
+    -- a foreign key's triggers on the referenced table belong to the constraint's table
+    WHEN 'pg_trigger'::regclass THEN (SELECT CASE WHEN t.tgconstraint <> 0
+        THEN (SELECT k.conrelid FROM pg_constraint k WHERE k.oid = t.tgconstraint) ELSE t.tgrelid END
+        FROM pg_trigger t WHERE t.oid = dep.objid)
     WHEN 'pg_policy'::regclass THEN (SELECT polrelid FROM pg_policy WHERE oid = dep.objid)
     WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = dep.objid)
     WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_attrdef WHERE oid = dep.objid)

@@ -45,6 +45,7 @@ class Entry:
     name: str  # as pg_dump names it: "orgs", "handle_new_user()", "orgs orgs_pkey", "TABLE orgs"
     owner: str
     sql: str
+    section: str  # pre-data, post-data or grants, by its place in pg_restore's order
 
     @property
     def key(self) -> tuple[str, str | None, str]:
@@ -54,13 +55,6 @@ class Entry:
     def label(self) -> str:
         return f"{self.schema}.{self.name}" if self.schema else self.name
 
-    @property
-    def section(self) -> str:
-        if self.kind in GRANTS:
-            return "grants"
-        if self.kind in POST_DATA:
-            return "post-data"
-        return "pre-data"
 
 
 def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
@@ -93,15 +87,20 @@ def script(dump: Path) -> str:
 
 
 def parse_script(text: str) -> list[Entry]:
-    """Cut pg_restore's script into entries at pg_dump's `-- Name: …` headers."""
+    """Cut pg_restore's script into entries at pg_dump's `-- Name: …` headers. pg_restore writes
+    the pre-data objects first, then the post-data ones (a comment follows its object, so a
+    comment on an index is post-data too), then the grants."""
     headers = list(_HEADER.finditer(text))
     entries = []
+    section = "pre-data"
     for header, following in zip(headers, headers[1:] + [None]):
         body = text[header.end(): following.start() if following else len(text)]
         body = _NOISE.sub("", body).strip()
-        schema = header["schema"]
-        entries.append(Entry(kind=header["kind"], schema=None if schema == "-" else schema,
-                             name=header["name"], owner=header["owner"], sql=body))
+        schema, kind = header["schema"], header["kind"]
+        if kind in POST_DATA and section == "pre-data":
+            section = "post-data"
+        entries.append(Entry(kind=kind, schema=None if schema == "-" else schema, name=header["name"],
+                             owner=header["owner"], sql=body, section="grants" if kind in GRANTS else section))
     return entries
 
 

@@ -250,6 +250,13 @@ def _note_plan(plan: SchemaPlan, conn) -> None:
     for part in plan.new_partitions:
         plan.notes.append(f"partition {part.qualified} was added to {part.partition_of} after the backup: its rows"
                           " were written since the backup and go with it (the safety backup keeps them)")
+    for row in plan.catalog["publications"]:
+        pub = conn.execute("SELECT pg_has_role(pubowner, 'USAGE') FROM pg_publication WHERE pubname = %s",
+                           (row["publication"],)).fetchone()
+        if pub is None or not pub[0]:
+            plan.notes.append(f"{row['schema']}.{row['table']} was in publication {row['publication']}, which "
+                              + ("does not exist here" if pub is None else f"{role} may not alter")
+                              + ": add it back by hand")
     blocked = [o for o in plan.drops if not o.may_own]
     if blocked:
         raise SchemaRestoreRefused(

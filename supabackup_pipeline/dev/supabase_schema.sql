@@ -14,6 +14,10 @@ GRANT USAGE ON SCHEMA extensions TO postgres, anon, authenticated, service_role;
 CREATE EXTENSION IF NOT EXISTS "uuid-ossp" SCHEMA extensions;
 CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA extensions;
 
+-- Every project has Realtime's publication, owned by postgres; apps add their tables to it.
+CREATE PUBLICATION supabase_realtime;
+ALTER PUBLICATION supabase_realtime OWNER TO postgres;
+
 -- ---------------------------------------------------------------- auth (GoTrue's tables)
 CREATE SCHEMA auth AUTHORIZATION supabase_auth_admin;
 GRANT USAGE ON SCHEMA auth TO postgres, anon, authenticated, service_role;
