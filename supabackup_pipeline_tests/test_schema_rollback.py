@@ -196,3 +196,38 @@ def test_kill_9_during_the_schema_phase_leaves_the_project_unchanged(app):
 def test_users_only_restore_still_refuses_to_empty_app_tables(app):
     with pytest.raises(RestoreRefused, match="public.profiles"):
         plan(app["db"], app, components=["users"])
+
+
+def test_owners_the_new_project_lacks_fall_back_to_the_restoring_role(project_db_url, tmp_path):
+    """An owner that does not exist in the target, or that postgres may not assign (supabase_admin
+    on hosted Supabase), is a plan note and the object is owned by postgres: never a crash halfway."""
+    with psycopg.connect(superuser_url_for(project_db_url), autocommit=True) as conn:
+        conn.execute("""
+            CREATE ROLE app_reporting NOLOGIN;
+            CREATE SCHEMA owners AUTHORIZATION postgres;
+            CREATE TABLE owners.report (id int PRIMARY KEY, body text);
+            INSERT INTO owners.report VALUES (1, 'quarterly');
+            ALTER TABLE owners.report OWNER TO app_reporting;
+            GRANT ALL ON owners.report TO postgres;
+            CREATE FUNCTION owners.version() RETURNS text LANGUAGE sql AS $$ SELECT 'v1' $$;
+            ALTER FUNCTION owners.version() OWNER TO supabase_admin;
+        """)
+    result = backup_database(project_db_url, tmp_path, ["owners"], include_users=False, log=lambda _: None)
+    manifest = {"parts": {"database": {"schemas": ["owners"], "tables": [
+        {"schema": d.ref.schema, "name": d.ref.name, "parquet": f"database/{d.parquet_file}",
+         "sidecar": f"database/{d.sidecar_file}"} for d in result.tables]}}}
+    other = create_database(tmp_path / "new-project")
+    try:
+        target = create_project_database(other.superuser_url, "no_such_roles")
+        with connect(target) as conn:
+            restore_plan = plan_database_restore(conn, tmp_path, manifest, ["database"])
+        notes = " ".join(restore_plan.to_json()["schema"]["notes"])
+        assert "owner app_reporting" in notes and "owner supabase_admin" in notes
+        apply_database_restore(target, restore_plan, tmp_path, log=lambda _: None)
+        with psycopg.connect(target) as conn:
+            assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'owners.report'::regclass"
+                                ).fetchone() == ("postgres",)
+            assert conn.execute("SELECT body FROM owners.report").fetchall() == [("quarterly",)]
+            assert conn.execute("SELECT owners.version()").fetchone() == ("v1",)
+    finally:
+        other.cluster.destroy()

@@ -115,7 +115,14 @@ def write_plain_sql(dump: Path, target: Path) -> None:
 
 
 def live_entries(db_url: str, schemas: list[str]) -> list[Entry]:
-    """The live project's schemas, dumped and cut the same way as a backup's."""
+    """The live project's schemas (those that exist), dumped and cut the same way as a backup's."""
+    from supabackup_pipeline.core.snapshot import connect
+
+    with connect(db_url) as conn:
+        schemas = [r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) ORDER BY 1", (schemas,)).fetchall()]
+    if not schemas:
+        return []
     with tempfile.TemporaryDirectory(prefix="supabackup-schema-") as tmp:
         target = Path(tmp) / "live.dump"
         command = dump_command(db_url, schemas, target)
