@@ -9,6 +9,7 @@ import sys
 import dagster as dg
 
 PHASE_EVENTS = {"STEP_START"}  # the Dagster events shown as a phase line (others only with --verbose)
+ENGINE_CHATTER = ("Dependencies for step",)  # Dagster's own messages, shown only with --verbose
 
 
 def human_size(size: int | None) -> str:
@@ -50,7 +51,10 @@ class PhaseHandler(logging.Handler):
                 return
             line = f"▸ {event.step_key}"
         elif record.levelno >= logging.INFO:
-            line = f"  {meta.get('orig_message', record.getMessage())}"
+            message = meta.get("orig_message", record.getMessage())
+            if message.startswith(ENGINE_CHATTER):
+                return
+            line = f"  {message}"
         else:
             return
         sys.stderr.write(line + "\n")
@@ -59,6 +63,65 @@ class PhaseHandler(logging.Handler):
 
 @dg.logger(description="One line per phase on stderr (the CLI's default; --verbose uses Dagster's console logger).")
 def phase_logger(_init_context) -> logging.Logger:
-    log = logging.Logger("supabackup.phases", level=logging.INFO)
+    log = logging.Logger("supabackup.phases", level=logging.DEBUG)  # the handler picks what to show
     log.addHandler(PhaseHandler())
     return log
+
+
+def _yes_no(value: bool | None) -> str:
+    return "unknown" if value is None else ("changed" if value else "same")
+
+
+def render_table_plan(tables: list[dict]) -> str:
+    """The database part of a rollback plan: one row per table (rows now -> after, content, drift)."""
+    rows = [[t["table"], "-" if t.get("rows_now") is None else t["rows_now"], t.get("rows_after"),
+             "dropped" if not t.get("exists", True) else _yes_no(t.get("content_changed")),
+             "; ".join(t.get("drift") or []) or "-"] for t in tables]
+    return render_table(["TABLE", "ROWS NOW", "ROWS AFTER", "CONTENT", "SCHEMA DRIFT"], rows, right={1, 2})
+
+
+def render_schema_changes(changes: list[dict]) -> list[str]:
+    """`schema_changes` of a database plan ({kind, name, action, detail?}), one line each."""
+    return [f"  {c.get('action', '?'):<8} {c.get('kind', '?')} {c.get('name', '?')}"
+            + (f"  ({c['detail']})" if c.get("detail") else "") for c in changes]
+
+
+def render_database_plan(database: dict) -> list[str]:
+    lines = [f"Database: {len(database.get('tables') or [])} table(s)"]
+    if database.get("tables"):
+        lines += ["  " + line for line in render_table_plan(database["tables"]).splitlines()]
+    changes = database.get("schema_changes") or []
+    lines += ["Schema changes:", *render_schema_changes(changes)] if changes else []
+    if database.get("new_tables"):
+        action = "dropped" if database.get("drop_new_tables") else "left alone"
+        lines.append(f"Tables created since the backup ({action}): {join_names(database['new_tables'])}")
+    if database.get("emptied_auth_tables"):
+        lines.append(f"Emptied (everyone is signed out): {join_names(database['emptied_auth_tables'])}")
+    users = database.get("users") or {}
+    if users:
+        lines.append("Users: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in users.items()))
+    return lines
+
+
+def render_storage_plan(storage: dict, limit: int = 20) -> list[str]:
+    from supabackup_pipeline.core.storage_restore import StorageRestorePlan
+
+    return StorageRestorePlan.from_dict(storage).describe(limit=limit).splitlines()
+
+
+def render_rollback(report: dict) -> str:
+    """A rollback's (or dry run's) report for people: outcome, plan, safety backup, timings."""
+    dry = report.get("dry_run")
+    status = report.get("status", "?")
+    head = f"Rollback to {report.get('backup_id')}: {status}" + (" (dry run: nothing was changed)" if dry else "")
+    lines = [head]
+    plan = report.get("plan") or {}
+    if plan.get("database"):
+        lines += render_database_plan(plan["database"])
+    if plan.get("storage"):
+        lines += render_storage_plan(plan["storage"])
+    if report.get("safety_backup"):
+        lines.append(f"Safety backup {report['safety_backup']} (undo with `supabackup rollback {report['safety_backup']}`)")
+    if report.get("steps"):
+        lines.append("Took: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in report["steps"].items()))
+    return "\n".join(lines)

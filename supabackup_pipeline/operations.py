@@ -31,6 +31,7 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+NOT_SET = "is not set: see the README's configuration section"
 VERBOSE_ENV = "SUPABACKUP_VERBOSE"  # set by `--verbose`: Dagster's event log on the console
 
 
@@ -53,22 +54,35 @@ def _check_env(components: list[str]) -> None:
     if "storage" in components:
         checks.append(lambda: check_supabase_url(os.getenv("SUPABASE_URL")))
         checks.append(lambda: require(os.getenv("SUPABASE_SERVICE_ROLE_KEY"), "SUPABASE_SERVICE_ROLE_KEY"))
-    problems = []
+    unset, problems = [], []
     for check in checks:
         try:
             check()
         except ConfigError as exc:
-            problems.append(str(exc))
+            message = str(exc)
+            if message.endswith(NOT_SET):
+                unset.append(message.split(" ", 1)[0])
+            else:
+                problems.append(message)
+    if unset:
+        names = ", ".join(unset[:-1]) + (" and " if len(unset) > 1 else "") + unset[-1]
+        problems.insert(0, f"{names} {'is' if len(unset) == 1 else 'are'} not set: see the README's configuration section")
     if problems:
         raise ConfigError("; ".join(problems))
 
 
-def _job(defs: dg.Definitions, name: str) -> dg.JobDefinition:
-    """A job of the code location, with the quiet phase logger unless --verbose."""
+def _execute(defs: dg.Definitions, name: str, run_config: dict | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+    """Run a job of the code location in-process: quiet (one line per phase) unless --verbose."""
     from supabackup_pipeline.console import phase_logger
 
     job = defs.resolve_job_def(name)
-    return job if os.getenv(VERBOSE_ENV) else job.with_logger_defs({"phases": phase_logger})
+    if not os.getenv(VERBOSE_ENV):
+        job = job.with_logger_defs({"phases": phase_logger})
+        run_config = {**(run_config or {}), "loggers": {"phases": {}}}
+    result = job.execute_in_process(run_config=run_config, raise_on_error=False, **kwargs)
+    if _failure(result)[0] == "DagsterExecutionInterruptedError":  # Dagster turned Ctrl-C into a failed step
+        raise KeyboardInterrupt
+    return result
 
 
 COMPONENT_GROUPS = {"database": "tables", "users": "auth", "storage": "storage"}
@@ -129,10 +143,9 @@ def run_backup(description: str = "", components: list[str] | None = None,
     instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
     defs = build_definitions(str(store.root))
     try:
-        result = _job(defs, "backup_job").execute_in_process(
-            instance=instance, partition_key=backup_id, asset_selection=_selection(defs, components),
+        result = _execute(
+            defs, "backup_job", instance=instance, partition_key=backup_id, asset_selection=_selection(defs, components),
             tags={"supabackup/description": description, "supabackup/source": "cli", **(extra_tags or {})},
-            raise_on_error=False,
         )
     finally:  # failed or interrupted: nothing was published, so nothing may stay behind
         discard_unpublished(instance, store, backup_id)
@@ -158,9 +171,8 @@ def verify(backup_id: str, quick: bool = False) -> dict:
     if not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
         instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
     started = utc_now()
-    job = _job(build_definitions(str(store.root)), "validate_backup_job")
-    result = job.execute_in_process(
-        instance=instance, partition_key=backup_id, raise_on_error=False,
+    result = _execute(
+        build_definitions(str(store.root)), "validate_backup_job", instance=instance, partition_key=backup_id,
         run_config={"ops": {"verify_backup_files": {"config": {"quick": quick}}}},
     )
     report = [r for r in (last_verification(store.published(backup_id)), last_quick_check(store.published(backup_id)))
@@ -183,12 +195,10 @@ def rollback(backup_id: str, options: dict) -> dict:
     instance = _instance()
     if not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
         instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
-    job = _job(build_definitions(str(store.root)), "rollback_job")
     config = {**options, "components": components, "confirm": backup_id}
-    result = job.execute_in_process(
-        instance=instance, partition_key=backup_id, raise_on_error=False,
-        run_config={"ops": {"verify_and_protect": {"config": config}}},
-        tags={"supabackup/source": "cli"},
+    result = _execute(
+        build_definitions(str(store.root)), "rollback_job", instance=instance, partition_key=backup_id,
+        run_config={"ops": {"verify_and_protect": {"config": config}}}, tags={"supabackup/source": "cli"},
     )
     reports = [r for r in rollback_history(store, backup_id) if r.get("run_id") == result.run_id]
     report = reports[-1] if reports else {"backup_id": backup_id, "status": "failed"}
@@ -224,8 +234,8 @@ def delete(backup_id: str, force: bool = False) -> dict:
     instance = _instance()
     if not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
         instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
-    result = _job(build_definitions(str(store.root)), "delete_backup_job").execute_in_process(
-        instance=instance, partition_key=backup_id, raise_on_error=False,
+    result = _execute(
+        build_definitions(str(store.root)), "delete_backup_job", instance=instance, partition_key=backup_id,
         run_config={"ops": {"delete_backup": {"config": {"force": force}}}},
     )
     if result.success:
@@ -249,8 +259,8 @@ def prune(policy: dict, dry_run: bool = False) -> dict:
     plan = {"kept": kept, "forget": forget, "deleted": [], **leftovers}
     if dry_run or not (forget or any(leftovers.values())):
         return plan
-    result = _job(build_definitions(str(store.root)), "prune_job").execute_in_process(
-        instance=instance, raise_on_error=False,
+    result = _execute(
+        build_definitions(str(store.root)), "prune_job", instance=instance,
         run_config={"ops": {"prune_backups": {"config": {**policy, "dry_run": False}}}},
     )
     deleted = sorted(set(forget) - set(store.backup_ids()))

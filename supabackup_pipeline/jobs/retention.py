@@ -87,9 +87,8 @@ def clean_leftovers(instance: dg.DagsterInstance, store: BackupStore, leftovers:
     for backup_id in leftovers["stale_staging"]:
         store.discard(backup_id)
     for key in leftovers["orphan_partitions"]:
-        if key in leftovers["stale_staging"] or not store.exists(key):
-            if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, key):
-                instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, key)
+        if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, key):
+            instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, key)
 
 
 def _backup_asset_keys(backups: BackupStorage) -> list[dg.AssetKey]:
