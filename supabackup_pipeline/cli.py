@@ -116,19 +116,24 @@ def print_json(data: object) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def finish(result: dict, code: int, as_json: bool) -> int:
+    """With --json, print the result (with `exit_code` when it failed); return the exit code."""
+    if as_json:
+        print_json({**result, "exit_code": code} if code else result)
+    return code
+
+
 def cmd_backup(args) -> int:
     from supabackup_pipeline.console import human_size, join_names
     from supabackup_pipeline.operations import run_backup
 
     result = run_backup(description=args.description, components=parse_components(args.components))
-    if args.json:
-        print_json(result)
-    else:
+    if not args.json:
         print(f"backup {result['backup_id']}: {result['status']}, {human_size(result['total_size'])}"
               f" ({join_names(result['components'])})")
         if result.get("error"):
             print(f"error: {result['error']}", file=sys.stderr)
-    return EXIT_OK if result["status"] in GOOD_STATUSES else EXIT_FAILED
+    return finish(result, EXIT_OK if result["status"] in GOOD_STATUSES else EXIT_FAILED, args.json)
 
 
 def _age(backup_id: str) -> str:
@@ -223,9 +228,7 @@ def cmd_verify(args) -> int:
     from supabackup_pipeline.operations import verify
 
     report = verify(args.backup_id, quick=args.quick)
-    if args.json:
-        print_json(report)
-    else:
+    if not args.json:
         outcome = {"valid": "VALID", "invalid": "NOT VALID", "sizes_ok": "sizes OK"}.get(report.get("status"), "FAILED")
         detail = ("content not read: run without --quick to verify it" if report.get("status") == "sizes_ok"
                   else f"{human_size(report.get('bytes_read', 0))} read")
@@ -234,7 +237,7 @@ def cmd_verify(args) -> int:
             print(f"  {problem['file']}: {problem['problem']}")
         if report.get("error"):
             print(f"error: {report['error']}", file=sys.stderr)
-    return EXIT_OK if report.get("status") in ("valid", "sizes_ok") else EXIT_FAILED
+    return finish(report, EXIT_OK if report.get("status") in ("valid", "sizes_ok") else EXIT_FAILED, args.json)
 
 
 ROLLBACK_EXIT = {"planned": EXIT_OK, "restored": EXIT_OK, "refused": EXIT_USAGE}
@@ -256,13 +259,11 @@ def cmd_rollback(args) -> int:
         print("not confirmed; nothing was changed", file=sys.stderr)
         return EXIT_FAILED
     report = rollback(args.backup_id, options)
-    if args.json:
-        print_json(report)
-    else:
+    if not args.json:
         print(render_rollback(report))
         if report.get("error"):
             print(f"error: {report['error']}", file=sys.stderr)
-    return ROLLBACK_EXIT.get(report["status"], EXIT_FAILED)
+    return finish(report, ROLLBACK_EXIT.get(report["status"], EXIT_FAILED), args.json)
 
 
 def confirm(question: str, expected: str, yes: bool) -> bool:
@@ -283,15 +284,11 @@ def cmd_delete(args) -> int:
         print("not confirmed; nothing was deleted", file=sys.stderr)
         return EXIT_FAILED
     result = delete(args.backup_id, force=args.force)
-    if args.json:
-        print_json(result)
-    elif result["deleted"]:
-        print(f"deleted {args.backup_id}")
-    else:
-        print(f"error: {result['error']}", file=sys.stderr)
-    if result["deleted"]:
-        return EXIT_OK
-    return EXIT_USAGE if result.get("refused") else EXIT_FAILED
+    if not args.json:
+        print(f"deleted {args.backup_id}" if result["deleted"] else f"error: {result['error']}",
+              file=sys.stdout if result["deleted"] else sys.stderr)
+    code = EXIT_OK if result["deleted"] else (EXIT_USAGE if result.get("refused") else EXIT_FAILED)
+    return finish(result, code, args.json)
 
 
 def _print_prune(plan: dict, dry_run: bool) -> None:
@@ -322,13 +319,11 @@ def cmd_prune(args) -> int:
             print("not confirmed; nothing was deleted", file=sys.stderr)
             return EXIT_FAILED
         plan = prune(policy)
-    if args.json:
-        print_json(plan)
-    else:
+    if not args.json:
         _print_prune(plan, args.dry_run)
         if plan.get("error"):
             print(f"error: {plan['error']}", file=sys.stderr)
-    return EXIT_FAILED if plan.get("error") else EXIT_OK
+    return finish(plan, EXIT_FAILED if plan.get("error") else EXIT_OK, args.json)
 
 
 def cmd_rollbacks(args) -> int:

@@ -24,11 +24,20 @@ from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 from supabackup_pipeline.resources.supabase import check_db_url
 
 
+# CLI runs write to the terminal directly: Dagster's compute-log capture would mirror it through
+# `tail -F` and a watcher process, which print KeyboardInterrupt tracebacks on Ctrl-C.
+NO_CAPTURE = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager",
+                               "class": "NoOpComputeLogManager"}}
+
+
 def _instance() -> dg.DagsterInstance:
+    """The instance at DAGSTER_HOME (run history, partitions, event log), without compute-log capture."""
+    from dagster._core.instance.ref import InstanceRef
+
     from supabackup_pipeline.cli import ensure_dagster_home
 
-    ensure_dagster_home()
-    return dg.DagsterInstance.get()
+    home = ensure_dagster_home()
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=NO_CAPTURE))
 
 
 NOT_SET = "is not set: see the README's configuration section"
