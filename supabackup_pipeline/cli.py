@@ -1,7 +1,8 @@
 """`supabackup`: the command line. Every operation runs the project's Dagster jobs in-process
 against the instance at DAGSTER_HOME, so every CLI run shows in the UI's run history too.
 
-Exit codes: 0 success, 1 the operation failed, 2 bad usage or input.
+Exit codes: 0 success, 1 the operation failed, 2 bad usage or input or a refused plan,
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from supabackup_pipeline.core.errors import SupabackupError, UsageError
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
 DEFAULT_DAGSTER_HOME = Path.home() / ".supabackup" / "dagster_home"
 COMPONENTS = ("database", "users", "storage")
 GOOD_STATUSES = ("valid", "complete")  # complete: written, integrity checks not run
@@ -23,7 +26,9 @@ def ensure_dagster_home() -> Path:
     """DAGSTER_HOME, or a persistent default (~/.supabackup/dagster_home) so runs are kept."""
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch(exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() or not config.read_text().strip():  # one we create: no telemetry
+        config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -32,7 +37,7 @@ def parse_components(text: str) -> list[str]:
     chosen = [c.strip() for c in text.split(",") if c.strip()]
     unknown = sorted(set(chosen) - set(COMPONENTS))
     if unknown or not chosen:
-        raise SupabackupError(f"unknown component(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(COMPONENTS)}")
+        raise UsageError(f"unknown component(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(COMPONENTS)}")
     return chosen
 
 
@@ -42,7 +47,7 @@ def cmd_stack(args) -> int:
 
     if args.action == "up":
         info = stack.up()
-        print(stack.shell_exports(info.env()))
+        print(stack.shell_exports(_with_backup_path(info.env())))
         print(f"# local stack running: database on port {info.pg_port}, Storage API at {info.supabase_url}", file=sys.stderr)
     elif args.action == "down":
         print("stopped" if stack.down() else "no local stack was running", file=sys.stderr)
@@ -50,8 +55,15 @@ def cmd_stack(args) -> int:
         info = stack.load_running()
         if info is None:
             raise SupabackupError("no local stack is running: start it with `supabackup stack up`")
-        print(stack.shell_exports(info.env()))
+        print(stack.shell_exports(_with_backup_path(info.env())))
     return 0
+
+
+def _with_backup_path(env: dict[str, str]) -> dict[str, str]:
+    """The stack's environment plus the BACKUP_PATH its UI and demo use (remembered by the stack)."""
+    from supabackup_pipeline.dev import stack
+
+    return {**env, "BACKUP_PATH": stack.backup_path(os.environ.get("BACKUP_PATH"))}
 
 
 def _stack_environment() -> dict[str, str]:
@@ -59,8 +71,7 @@ def _stack_environment() -> dict[str, str]:
     from supabackup_pipeline.dev import stack
 
     info = stack.up()
-    os.environ.update(info.env())
-    os.environ.setdefault("BACKUP_PATH", str(Path("backups").resolve()))
+    os.environ.update(_with_backup_path(info.env()))
     ensure_dagster_home()
     print(f"local stack up: database on port {info.pg_port}, Storage API at {info.supabase_url}", file=sys.stderr)
     return dict(os.environ)
@@ -69,13 +80,27 @@ def _stack_environment() -> dict[str, str]:
 def cmd_demo(args) -> int:
     from supabackup_pipeline.dev.demo import run_demo
 
+    if not args.no_ui:
+        check_port_free(args.port)
     run_demo(_stack_environment())
     if args.no_ui:
         return 0
     return cmd_dev(args)
 
 
+def check_port_free(port: int) -> None:
+    """Refuse at once (before starting anything) when the UI's port is taken."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise UsageError(f"port {port} is already in use: stop what listens there or choose another with --port") from None
+
+
 def cmd_dev(args) -> int:
+    check_port_free(args.port)
     env = _stack_environment()
     print("starting dagster dev", file=sys.stderr)
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
@@ -87,17 +112,28 @@ def cmd_dev(args) -> int:
     os.execvpe(cmd[0], cmd, env)
 
 
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def finish(result: dict, code: int, as_json: bool) -> int:
+    """With --json, print the result (with `exit_code` when it failed); return the exit code."""
+    if as_json:
+        print_json({**result, "exit_code": code} if code else result)
+    return code
+
+
 def cmd_backup(args) -> int:
+    from supabackup_pipeline.console import human_size, join_names
     from supabackup_pipeline.operations import run_backup
 
     result = run_backup(description=args.description, components=parse_components(args.components))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"backup_id: {result['backup_id']}\nstatus: {result['status']}\ntotal_size: {result['total_size']} bytes")
+    if not args.json:
+        print(f"backup {result['backup_id']}: {result['status']}, {human_size(result['total_size'])}"
+              f" ({join_names(result['components'])})")
         if result.get("error"):
             print(f"error: {result['error']}", file=sys.stderr)
-    return 0 if result["status"] in GOOD_STATUSES else 1
+    return finish(result, EXIT_OK if result["status"] in GOOD_STATUSES else EXIT_FAILED, args.json)
 
 
 def _age(backup_id: str) -> str:
@@ -112,22 +148,68 @@ def _age(backup_id: str) -> str:
     return f"{int(seconds)}s"
 
 
+def _verified(backup: dict) -> str:
+    if not backup["last_verified_at"]:
+        return "never"
+    return f"{backup['last_verified_at'][:19].replace('T', ' ')} {'ok' if backup['last_verify_valid'] else 'NOT VALID'}"
+
+
+def _print_unpublished(extra: dict) -> None:
+    from supabackup_pipeline.console import human_size, render_table
+
+    if extra["staging"]:
+        print("\nstaging (not published):")
+        print(render_table(["BACKUP ID", "STATE", "SIZE"],
+                           [[s["backup_id"], s["state"], human_size(s["bytes"])] for s in extra["staging"]], right={2}))
+    if extra["orphan_partitions"]:
+        print("\npartitions with no backup:")
+        print(render_table(["PARTITION", "WHY"], [[k, v] for k, v in sorted(extra["orphan_partitions"].items())]))
+    if any(s["state"] == "stale" for s in extra["staging"]) or extra["orphan_partitions"]:
+        print("\n`supabackup prune` removes the stale ones.")
+
+
 def cmd_list(args) -> int:
-    from supabackup_pipeline.operations import list_backups
+    from supabackup_pipeline.console import human_size, join_names, render_table
+    from supabackup_pipeline.operations import _store, list_backups, list_unpublished
 
     backups = list_backups()
+    extra = list_unpublished() if args.all else None
     if args.json:
-        print(json.dumps(backups, indent=2))
-    elif not backups:
-        print("no backups yet")
+        print_json({"backups": backups, **extra} if extra is not None else backups)
+        return EXIT_OK
+    if not backups:
+        print(f"no backups yet in {_store().root}")
     else:
-        print(f"{'BACKUP ID':<22} {'STATUS':<9} {'SIZE':>13} {'AGE':>6}  {'COMPONENTS':<23} {'LAST VERIFIED':<26} DESCRIPTION")
-        for b in backups:
-            verified = "never" if not b["last_verified_at"] else \
-                f"{b['last_verified_at'][:19]} {'ok' if b['last_verify_valid'] else 'BAD'}"
-            print(f"{b['backup_id']:<22} {b['status']:<9} {b['total_size']:>13} {_age(b['backup_id']):>6}"
-                  f"  {','.join(b['components']):<23} {verified:<26} {b['description']}")
-    return 0
+        rows = [[b["backup_id"], b["status"], human_size(b["total_size"]), _age(b["backup_id"]),
+                 join_names(b["components"]), _verified(b), b["description"]] for b in backups]
+        print(render_table(["BACKUP ID", "STATUS", "SIZE", "AGE", "COMPONENTS", "LAST VERIFIED", "DESCRIPTION"],
+                           rows, right={2, 3}))
+    if extra is not None:
+        _print_unpublished(extra)
+    return EXIT_OK
+
+
+def _show_text(details: dict) -> str:
+    from supabackup_pipeline.console import human_size, join_names, render_table
+
+    last = details.get("last_verification")
+    source = details.get("source") or {}
+    facts = [
+        ["backup", details["backup_id"]], ["status", details["status"]],
+        ["created", (details.get("created_at") or "")[:19].replace("T", " ") + " UTC"],
+        ["description", details.get("description") or "-"], ["size", human_size(details.get("total_size"))],
+        ["components", join_names(details.get("components"))], ["files", details.get("files")],
+        ["source", f"database {source.get('database', '?')}, PostgreSQL {source.get('server_version', '?')}"],
+        ["last verified", f"{last['verified_at'][:19].replace('T', ' ')} ({'valid' if last['valid'] else 'NOT VALID'})"
+         if last else "never (fully)"],
+    ]
+    out = [render_table(["", ""], facts).split("\n", 1)[1]]
+    tables = [[t["table"], t["rows"]] for t in details.get("tables", []) + details.get("users", [])]
+    if tables:
+        out += ["", render_table(["TABLE", "ROWS"], tables, right={1})]
+    for warning in details.get("warnings") or []:
+        out.append(f"warning: {warning}")
+    return "\n".join(out)
 
 
 def cmd_show(args) -> int:
@@ -135,37 +217,34 @@ def cmd_show(args) -> int:
 
     details = show_backup(args.backup_id)
     if args.json:
-        print(json.dumps(details, indent=2))
+        print_json(details)
     else:
-        for key in ("backup_id", "status", "created_at", "description", "total_size", "components"):
-            print(f"{key}: {details[key]}")
-        print(f"source: {details['source']}")
-        last = details.get("last_verification")
-        print(f"last verified: {last['verified_at']} ({'valid' if last['valid'] else 'NOT valid'})" if last else "last verified: never")
-        for t in details.get("tables", []):
-            print(f"  table {t['table']}: {t['rows']} rows")
-        for t in details.get("users", []):
-            print(f"  users {t['table']}: {t['rows']} rows")
-    return 0
+        print(_show_text(details))
+    return EXIT_OK
 
 
 def cmd_verify(args) -> int:
+    from supabackup_pipeline.console import human_size
     from supabackup_pipeline.operations import verify
 
     report = verify(args.backup_id, quick=args.quick)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"backup {report['backup_id']}: {'VALID' if report['valid'] else 'NOT VALID'}"
-              f" ({report.get('files_checked', 0)} files, {report.get('bytes_read', 0)} bytes read{', quick' if args.quick else ''})")
+    if not args.json:
+        outcome = {"valid": "VALID", "invalid": "NOT VALID", "sizes_ok": "sizes OK"}.get(report.get("status"), "FAILED")
+        detail = ("content not read: run without --quick to verify it" if report.get("status") == "sizes_ok"
+                  else f"{human_size(report.get('bytes_read', 0))} read")
+        print(f"backup {report['backup_id']}: {outcome} ({report.get('files_checked', 0)} files, {detail})")
         for problem in report.get("problems", []):
             print(f"  {problem['file']}: {problem['problem']}")
         if report.get("error"):
             print(f"error: {report['error']}", file=sys.stderr)
-    return 0 if report["valid"] else 1
+    return finish(report, EXIT_OK if report.get("status") in ("valid", "sizes_ok") else EXIT_FAILED, args.json)
+
+
+ROLLBACK_EXIT = {"planned": EXIT_OK, "restored": EXIT_OK, "refused": EXIT_USAGE}
 
 
 def cmd_rollback(args) -> int:
+    from supabackup_pipeline.console import render_rollback
     from supabackup_pipeline.core.backup_id import validate_backup_id
     from supabackup_pipeline.operations import rollback
 
@@ -178,19 +257,13 @@ def cmd_rollback(args) -> int:
     }
     if not args.dry_run and not confirm(f"Roll the live project back to backup {args.backup_id}?", args.backup_id, args.yes):
         print("not confirmed; nothing was changed", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     report = rollback(args.backup_id, options)
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-    else:
-        print(f"rollback to {args.backup_id}: {report['status']}")
-        if report.get("safety_backup"):
-            print(f"safety backup (undo with `supabackup rollback {report['safety_backup']}`): {report['safety_backup']}")
-        print(json.dumps(report.get("plan", {}), indent=2, default=str))
+    if not args.json:
+        print(render_rollback(report))
         if report.get("error"):
             print(f"error: {report['error']}", file=sys.stderr)
-    ok = report["status"] == ("planned" if args.dry_run else "restored")
-    return 0 if ok else 1
+    return finish(report, ROLLBACK_EXIT.get(report["status"], EXIT_FAILED), args.json)
 
 
 def confirm(question: str, expected: str, yes: bool) -> bool:
@@ -209,11 +282,27 @@ def cmd_delete(args) -> int:
     validate_backup_id(args.backup_id)
     if not confirm(f"Delete backup {args.backup_id}?", args.backup_id, args.yes):
         print("not confirmed; nothing was deleted", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     result = delete(args.backup_id, force=args.force)
-    print(json.dumps(result, indent=2) if args.json else
-          (f"deleted {args.backup_id}" if result["deleted"] else f"error: {result['error']}"))
-    return 0 if result["deleted"] else 1
+    if not args.json:
+        print(f"deleted {args.backup_id}" if result["deleted"] else f"error: {result['error']}",
+              file=sys.stdout if result["deleted"] else sys.stderr)
+    code = EXIT_OK if result["deleted"] else (EXIT_USAGE if result.get("refused") else EXIT_FAILED)
+    return finish(result, code, args.json)
+
+
+def _print_prune(plan: dict, dry_run: bool) -> None:
+    from supabackup_pipeline.console import human_size
+
+    for backup_id, reasons in sorted(plan["kept"].items(), reverse=True):
+        print(f"keep   {backup_id}  ({', '.join(reasons)})")
+    for backup_id, why in sorted(plan["forget"].items(), reverse=True):
+        print(f"{'forget' if dry_run else 'delete'} {backup_id}  ({why})")
+    verb = "would remove" if dry_run else "removed"
+    for backup_id, size in sorted(plan.get("stale_staging", {}).items()):
+        print(f"{verb} stale staging folder {backup_id} ({human_size(size)}; its run is gone)")
+    for key, why in sorted(plan.get("orphan_partitions", {}).items()):
+        print(f"{verb} partition {key} ({why})")
 
 
 def cmd_prune(args) -> int:
@@ -224,19 +313,17 @@ def cmd_prune(args) -> int:
     policy = {k: getattr(args, k) if getattr(args, k) is not None else getattr(defaults, k)
               for k in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")}
     plan = prune(policy, dry_run=True)
-    if not args.dry_run and plan["forget"]:
-        if not confirm(f"Delete {len(plan['forget'])} backup(s) not kept by the policy?", "yes", args.yes):
+    leftovers = plan["stale_staging"] or plan["orphan_partitions"]
+    if not args.dry_run and (plan["forget"] or leftovers):
+        if plan["forget"] and not confirm(f"Delete {len(plan['forget'])} backup(s) not kept by the policy?", "yes", args.yes):
             print("not confirmed; nothing was deleted", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
         plan = prune(policy)
-    if args.json:
-        print(json.dumps(plan, indent=2))
-    else:
-        for backup_id, reasons in sorted(plan["kept"].items(), reverse=True):
-            print(f"keep   {backup_id}  ({', '.join(reasons)})")
-        for backup_id, why in sorted(plan["forget"].items(), reverse=True):
-            print(f"{'forget' if args.dry_run else 'delete'} {backup_id}  ({why})")
-    return 1 if plan.get("error") else 0
+    if not args.json:
+        _print_prune(plan, args.dry_run)
+        if plan.get("error"):
+            print(f"error: {plan['error']}", file=sys.stderr)
+    return finish(plan, EXIT_FAILED if plan.get("error") else EXIT_OK, args.json)
 
 
 def cmd_rollbacks(args) -> int:
@@ -269,45 +356,57 @@ def add_yes_and_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="supabackup", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (exit 2, as JSON with --json) instead of printing and exiting."""
 
-    p = sub.add_parser("stack", help="the local Supabase-like stack (PostgreSQL + Storage API stand-in)")
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", "-v", action="store_true",
+                        help="show Dagster's event log and stack traces")
+    parser = Parser(prog="supabackup", description=__doc__.split("\n\n")[0], parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add = lambda name, **kw: sub.add_parser(name, parents=[common], **kw)  # noqa: E731
+
+    p = add("stack", help="the local Supabase-like stack (PostgreSQL + Storage API stand-in)")
     p.add_argument("action", choices=["up", "down", "env"])
     p.set_defaults(func=cmd_stack)
 
-    p = sub.add_parser("dev", help="start the local stack and `dagster dev` on it")
+    p = add("dev", help="start the local stack and `dagster dev` on it")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_dev)
 
-    p = sub.add_parser("demo", help="seed the local stack, back up, damage, roll back, verify; then open the UI")
+    p = add("demo", help="seed the local stack, back up, damage, roll back, verify; then open the UI")
     p.add_argument("--no-ui", action="store_true", help="exit after the report instead of starting dagster dev")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("backup", help="take a backup now (a backup_job run)")
+    p = add("backup", help="take a backup now (a backup_job run)")
     p.add_argument("--description", default="")
     p.add_argument("--components", default=",".join(COMPONENTS), help="comma-separated: database,users,storage")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_backup)
 
-    p = sub.add_parser("list", help="list backups")
+    p = add("list", help="list backups")
+    p.add_argument("--all", action="store_true", help="also staging folders and partitions with no backup")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("show", help="show one backup")
+    p = add("show", help="show one backup")
     p.add_argument("backup_id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("verify", help="re-check every file of a backup against its manifest")
+    p = add("verify", help="re-check every file of a backup against its manifest")
     p.add_argument("backup_id")
-    p.add_argument("--quick", action="store_true", help="sizes and presence only")
+    p.add_argument("--quick", action="store_true", help="presence and sizes only (never says valid)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("rollback", help="restore the live project from a backup")
+    p = add("rollback", help="restore the live project from a backup")
     p.add_argument("backup_id")
     p.add_argument("--components", default=",".join(COMPONENTS), help="comma-separated: database,users,storage")
     p.add_argument("--tables", default=None, help="only these tables: schema.table,...")
@@ -318,38 +417,72 @@ def build_parser() -> argparse.ArgumentParser:
     add_yes_and_json(p)
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("delete", help="delete one backup")
+    p = add("delete", help="delete one backup")
     p.add_argument("backup_id")
     p.add_argument("--force", action="store_true", help="also delete the only valid backup")
     add_yes_and_json(p)
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("prune", help="delete the backups the retention policy does not keep")
+    p = add("prune", help="delete the backups the retention policy does not keep, and what failed runs left")
     for rule in ("last", "daily", "weekly", "monthly"):
         p.add_argument(f"--keep-{rule}", dest=f"keep_{rule}", type=int, default=None)
     p.add_argument("--dry-run", action="store_true")
     add_yes_and_json(p)
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("rollbacks", help="the rollback history")
+    p = add("rollbacks", help="the rollback history")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rollbacks)
 
-    p = sub.add_parser("refresh-tables", help="rediscover tables for the asset list")
+    p = add("refresh-tables", help="rediscover tables for the asset list")
     p.set_defaults(func=cmd_refresh_tables)
     return parser
 
 
+def report_error(message: str, exit_code: int, as_json: bool) -> int:
+    """An error for people (one line on stderr) or, with --json, for machines (JSON on stdout)."""
+    if as_json:
+        print_json({"error": message, "exit_code": exit_code})
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return exit_code
+
+
+def _quiet(verbose: bool) -> None:
+    """Unless --verbose: no Python warnings, and the runs print one line per phase (see console.py)."""
+    import warnings
+
+    if verbose:
+        os.environ["SUPABACKUP_VERBOSE"] = "1"
+    else:
+        os.environ.pop("SUPABACKUP_VERBOSE", None)
+        os.environ["PYTHONWARNINGS"] = "ignore"  # the step processes too
+        warnings.simplefilter("ignore")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    as_json, verbose = "--json" in argv, "--verbose" in argv or "-v" in argv
     try:
+        args = build_parser().parse_args(argv)
+        _quiet(args.verbose)
         return args.func(args)
     except SupabackupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        return report_error(str(exc), exc.exit_code, as_json)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 1
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader stopped early (`supabackup list | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:  # a bug or an unexpected failure: one line, the traceback only with --verbose
+        if verbose:
+            raise
+        return report_error(f"{type(exc).__name__}: {exc} (run with --verbose for details)", EXIT_FAILED, as_json)
 
 
 if __name__ == "__main__":

@@ -14,35 +14,84 @@ from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.core.backup_id import unique_backup_id, validate_backup_id
 from supabackup_pipeline.core.catalog import list_tables
 from supabackup_pipeline.core.discovery_cache import update_catalog
-from supabackup_pipeline.core.errors import ConfigError
+from supabackup_pipeline.core.errors import REFUSAL_CLASSES, ConfigError
 from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.rollback_history import rollback_history
 from supabackup_pipeline.core.store import BackupStore
-from supabackup_pipeline.core.verify import last_verification
+from supabackup_pipeline.core.snapshot import utc_now
+from supabackup_pipeline.core.verify import last_quick_check, last_verification, shown_status
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 from supabackup_pipeline.resources.supabase import check_db_url
 
 
+# CLI runs write to the terminal directly: Dagster's compute-log capture would mirror it through
+# `tail -F` and a watcher process, which print KeyboardInterrupt tracebacks on Ctrl-C.
+NO_CAPTURE = {"compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager",
+                               "class": "NoOpComputeLogManager"}}
+
+
 def _instance() -> dg.DagsterInstance:
+    """The instance at DAGSTER_HOME (run history, partitions, event log), without compute-log capture."""
+    from dagster._core.instance.ref import InstanceRef
+
     from supabackup_pipeline.cli import ensure_dagster_home
 
-    ensure_dagster_home()
-    return dg.DagsterInstance.get()
+    home = ensure_dagster_home()
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=NO_CAPTURE))
 
 
-def _store() -> BackupStore:
-    return BackupStore(Path(os.getenv("BACKUP_PATH") or "./backups").expanduser().resolve())
+NOT_SET = "is not set: see the README's configuration section"
+VERBOSE_ENV = "SUPABACKUP_VERBOSE"  # set by `--verbose`: Dagster's event log on the console
+
+
+def _store(must_exist: bool = True) -> BackupStore:
+    """The backup folder (BACKUP_PATH); one that was set but does not exist is an error, not "no backups"."""
+    store = BackupStore(Path(os.getenv("BACKUP_PATH") or "./backups").expanduser().resolve())
+    if must_exist and os.getenv("BACKUP_PATH") and not store.root.is_dir():
+        raise ConfigError(f"BACKUP_PATH {store.root} does not exist (or is not a folder)")
+    return store
 
 
 def _check_env(components: list[str]) -> None:
-    """Fail before any run or partition is created when configuration is missing or malformed."""
-    if {"database", "users"} & set(components):
-        check_db_url(os.getenv("SUPABASE_DB_URL"))
-    if "storage" in components:
-        from supabackup_pipeline.resources.supabase import check_supabase_url, require
+    """Fail before any run or partition is created when configuration is missing or malformed,
+    naming every variable at fault at once."""
+    from supabackup_pipeline.resources.supabase import check_supabase_url, require
 
-        check_supabase_url(os.getenv("SUPABASE_URL"))
-        require(os.getenv("SUPABASE_SERVICE_ROLE_KEY"), "SUPABASE_SERVICE_ROLE_KEY")
+    checks = []
+    if {"database", "users"} & set(components):
+        checks.append(lambda: check_db_url(os.getenv("SUPABASE_DB_URL")))
+    if "storage" in components:
+        checks.append(lambda: check_supabase_url(os.getenv("SUPABASE_URL")))
+        checks.append(lambda: require(os.getenv("SUPABASE_SERVICE_ROLE_KEY"), "SUPABASE_SERVICE_ROLE_KEY"))
+    unset, problems = [], []
+    for check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            message = str(exc)
+            if message.endswith(NOT_SET):
+                unset.append(message.split(" ", 1)[0])
+            else:
+                problems.append(message)
+    if unset:
+        names = ", ".join(unset[:-1]) + (" and " if len(unset) > 1 else "") + unset[-1]
+        problems.insert(0, f"{names} {'is' if len(unset) == 1 else 'are'} not set: see the README's configuration section")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _execute(defs: dg.Definitions, name: str, run_config: dict | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+    """Run a job of the code location in-process: quiet (one line per phase) unless --verbose."""
+    from supabackup_pipeline.console import phase_logger
+
+    job = defs.resolve_job_def(name)
+    if not os.getenv(VERBOSE_ENV):
+        job = job.with_logger_defs({"phases": phase_logger})
+        run_config = {**(run_config or {}), "loggers": {"phases": {}}}
+    result = job.execute_in_process(run_config=run_config, raise_on_error=False, **kwargs)
+    if _failure(result)[0] == "DagsterExecutionInterruptedError":  # Dagster turned Ctrl-C into a failed step
+        raise KeyboardInterrupt
+    return result
 
 
 COMPONENT_GROUPS = {"database": "tables", "users": "auth", "storage": "storage"}
@@ -59,37 +108,56 @@ def _selection(defs: dg.Definitions, components: list[str]) -> list[dg.AssetKey]
     return sorted(keys, key=lambda k: k.to_user_string())
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+def explain(cls_name: str, message: str) -> str:
+    """A failure's message, naming the setting at fault when the cause is one."""
+    lowered = message.lower()
+    if cls_name == "StorageApiError" and ("jwt" in lowered or "'statuscode': 403" in lowered
+                                          or "'statuscode': 401" in lowered or "unauthorized" in lowered):
+        return ("Storage refused the service role key: check SUPABASE_SERVICE_ROLE_KEY (and that SUPABASE_URL is"
+                f" this project's API URL); Storage said: {message}")
+    return message
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
+    """(class name, message) of the error that failed the run, unwrapped to ours."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error
             while error.cause is not None and (error.cls_name or "").startswith("Dagster"):  # unwrap to ours
                 error = error.cause
-            return f"{event.step_key}: {error.message.strip()}"
+            cls_name = error.cls_name or ""
+            return cls_name, f"{event.step_key}: {explain(cls_name, error.message.strip())}"
     for event in result.all_events:
         if event.event_type_value in ("RUN_FAILURE", "PIPELINE_FAILURE") and event.message:
-            return event.message
-    return "the run failed (see the run's logs in the Dagster UI)"
+            return "", event.message
+    return "", "the run failed (see the run's logs in the Dagster UI)"
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    return _failure(result)[1]
 
 
 def run_backup(description: str = "", components: list[str] | None = None,
                instance: dg.DagsterInstance | None = None, extra_tags: dict | None = None) -> dict:
     from supabackup_pipeline.definitions import build_definitions
 
+    from supabackup_pipeline.jobs.retention import discard_unpublished
+
     components = components or ["database", "users", "storage"]
     _check_env(components)
     instance = instance or _instance()
-    store = _store()
+    store = _store(must_exist=False)
     existing = set(instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME)) | set(store.backup_ids())
     backup_id = unique_backup_id(existing)
     instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
     defs = build_definitions(str(store.root))
-    job = defs.resolve_job_def("backup_job")
-    result = job.execute_in_process(
-        instance=instance, partition_key=backup_id, asset_selection=_selection(defs, components),
-        tags={"supabackup/description": description, "supabackup/source": "cli", **(extra_tags or {})},
-        raise_on_error=False,
-    )
+    try:
+        result = _execute(
+            defs, "backup_job", instance=instance, partition_key=backup_id, asset_selection=_selection(defs, components),
+            tags={"supabackup/description": description, "supabackup/source": "cli", **(extra_tags or {})},
+        )
+    finally:  # failed or interrupted: nothing was published, so nothing may stay behind
+        discard_unpublished(instance, store, backup_id)
     summary = {"backup_id": backup_id, "run_id": result.run_id, "components": components}
     if store.exists(backup_id):
         manifest = store.manifest(backup_id)
@@ -111,15 +179,17 @@ def verify(backup_id: str, quick: bool = False) -> dict:
     instance = _instance()
     if not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
         instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
-    job = build_definitions(str(store.root)).resolve_job_def("validate_backup_job")
-    result = job.execute_in_process(
-        instance=instance, partition_key=backup_id, raise_on_error=False,
+    started = utc_now()
+    result = _execute(
+        build_definitions(str(store.root)), "validate_backup_job", instance=instance, partition_key=backup_id,
         run_config={"ops": {"verify_backup_files": {"config": {"quick": quick}}}},
     )
-    report = last_verification(store.published(backup_id))
-    if report is None:
-        return {"backup_id": backup_id, "valid": False, "problems": [], "error": _failure_message(result)}
-    return {**report, "run_id": result.run_id}
+    report = [r for r in (last_verification(store.published(backup_id)), last_quick_check(store.published(backup_id)))
+              if r and r.get("quick") == quick and r["verified_at"] >= started]
+    if not report:
+        return {"backup_id": backup_id, "valid": False, "status": "failed", "problems": [],
+                "error": _failure_message(result)}
+    return {**report[0], "run_id": result.run_id}
 
 
 def rollback(backup_id: str, options: dict) -> dict:
@@ -134,18 +204,33 @@ def rollback(backup_id: str, options: dict) -> dict:
     instance = _instance()
     if not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
         instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
-    job = build_definitions(str(store.root)).resolve_job_def("rollback_job")
     config = {**options, "components": components, "confirm": backup_id}
-    result = job.execute_in_process(
-        instance=instance, partition_key=backup_id, raise_on_error=False,
-        run_config={"ops": {"verify_and_protect": {"config": config}}},
-        tags={"supabackup/source": "cli"},
+    result = _execute(
+        build_definitions(str(store.root)), "rollback_job", instance=instance, partition_key=backup_id,
+        run_config={"ops": {"verify_and_protect": {"config": config}}}, tags={"supabackup/source": "cli"},
     )
     reports = [r for r in rollback_history(store, backup_id) if r.get("run_id") == result.run_id]
     report = reports[-1] if reports else {"backup_id": backup_id, "status": "failed"}
     if not result.success:
-        report = {**report, "status": "failed", "error": report.get("error") or _failure_message(result)}
+        status = "refused" if report.get("status") == "refused" else "failed"
+        report = {**report, "status": status, "error": report.get("error") or _failure_message(result)}
+    elif options.get("dry_run"):
+        _add_content_changes(store, backup_id, report.get("plan") or {})
     return {**report, "run_id": result.run_id}
+
+
+def _add_content_changes(store: BackupStore, backup_id: str, plan: dict) -> None:
+    """Mark each planned table `content_changed` (True/False/None): its live COPY digest against the backup's."""
+    from supabackup_pipeline.core.content_check import content_changes, probes_from_plan
+
+    tables = (plan.get("database") or {}).get("tables") or []
+    if not tables:
+        return
+    root = store.published(backup_id)
+    with connect(check_db_url(os.getenv("SUPABASE_DB_URL"))) as conn:
+        changed = content_changes(conn, root, probes_from_plan(root, store.manifest(backup_id), tables))
+    for table in tables:
+        table["content_changed"] = changed.get(table["table"])
 
 
 def delete(backup_id: str, force: bool = False) -> dict:
@@ -158,13 +243,15 @@ def delete(backup_id: str, force: bool = False) -> dict:
     instance = _instance()
     if not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
         instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
-    result = build_definitions(str(store.root)).resolve_job_def("delete_backup_job").execute_in_process(
-        instance=instance, partition_key=backup_id, raise_on_error=False,
+    result = _execute(
+        build_definitions(str(store.root)), "delete_backup_job", instance=instance, partition_key=backup_id,
         run_config={"ops": {"delete_backup": {"config": {"force": force}}}},
     )
     if result.success:
         return {"backup_id": backup_id, "deleted": True, "run_id": result.run_id}
-    return {"backup_id": backup_id, "deleted": False, "run_id": result.run_id, "error": _failure_message(result)}
+    cls_name, message = _failure(result)
+    return {"backup_id": backup_id, "deleted": False, "refused": cls_name in REFUSAL_CLASSES,
+            "run_id": result.run_id, "error": message}
 
 
 def prune(policy: dict, dry_run: bool = False) -> dict:
@@ -172,16 +259,21 @@ def prune(policy: dict, dry_run: bool = False) -> dict:
     from supabackup_pipeline.core.retention import RetentionPolicy, plan_retention
     from supabackup_pipeline.definitions import build_definitions
 
+    from supabackup_pipeline.jobs.retention import find_leftovers
+
     store = _store()
+    instance = _instance()
     kept, forget = plan_retention(store, RetentionPolicy(**policy))
-    if dry_run or not forget:
-        return {"kept": kept, "forget": forget, "deleted": []}
-    result = build_definitions(str(store.root)).resolve_job_def("prune_job").execute_in_process(
-        instance=_instance(), raise_on_error=False,
+    leftovers = find_leftovers(instance, store)
+    plan = {"kept": kept, "forget": forget, "deleted": [], **leftovers}
+    if dry_run or not (forget or any(leftovers.values())):
+        return plan
+    result = _execute(
+        build_definitions(str(store.root)), "prune_job", instance=instance,
         run_config={"ops": {"prune_backups": {"config": {**policy, "dry_run": False}}}},
     )
     deleted = sorted(set(forget) - set(store.backup_ids()))
-    out = {"kept": kept, "forget": forget, "deleted": deleted, "run_id": result.run_id}
+    out = {**plan, "deleted": deleted, "run_id": result.run_id}
     if not result.success:
         out["error"] = _failure_message(result)
     return out
@@ -193,23 +285,40 @@ def list_rollbacks() -> list[dict]:
 
 
 def list_backups() -> list[dict]:
+    """Published backups, newest first; `status` is what the last full verification found."""
     store = _store()
     out = []
     for backup_id in reversed(store.backup_ids()):
         m = store.manifest(backup_id)
-        last = last_verification(store.published(backup_id)) or {}
-        out.append({**{k: m.get(k) for k in ("backup_id", "status", "created_at", "description", "total_size", "components")},
+        root = store.published(backup_id)
+        last = last_verification(root) or {}
+        out.append({**{k: m.get(k) for k in ("backup_id", "created_at", "description", "total_size", "components")},
+                    "status": shown_status(root, m.get("status")), "made_status": m.get("status"),
                     "last_verified_at": last.get("verified_at"), "last_verify_valid": last.get("valid")})
     return out
 
 
+def list_unpublished() -> dict:
+    """What `list --all` adds: staging folders (running or stale, with bytes) and partitions with no backup."""
+    from supabackup_pipeline.jobs.retention import find_leftovers
+
+    store = _store()
+    leftovers = find_leftovers(_instance(), store)
+    staging = [{"backup_id": b, "state": "stale" if b in leftovers["stale_staging"] else "running",
+                "bytes": store.staging_size(b)} for b in reversed(store.staging_ids())]
+    return {"staging": staging, "orphan_partitions": leftovers["orphan_partitions"]}
+
+
 def show_backup(backup_id: str) -> dict:
     validate_backup_id(backup_id)
-    manifest = _store().manifest(backup_id)
+    store = _store()
+    manifest = store.manifest(backup_id)
     parts = manifest.get("parts", {})
     return {
-        **{k: manifest.get(k) for k in ("backup_id", "status", "created_at", "description", "total_size",
+        **{k: manifest.get(k) for k in ("backup_id", "created_at", "description", "total_size",
                                        "components", "source", "snapshot", "tool_version")},
+        "status": shown_status(store.published(backup_id), manifest.get("status")),
+        "made_status": manifest.get("status"),
         "tables": parts.get("database", {}).get("tables", []),
         "users": parts.get("users", {}).get("tables", []),
         "warnings": parts.get("database", {}).get("warnings", []),

@@ -225,6 +225,7 @@ def test_cli_refresh_tables_caches_a_new_table_for_the_asset_list(env, seeded, m
 
 
 def test_cli_show_rejects_unknown_and_malformed_ids(env):
+    Path(env["BACKUP_PATH"]).mkdir(parents=True, exist_ok=True)  # (a missing folder is its own error)
     done = _cli(["show", "../etc"], env)
     assert done.returncode == 2 and "invalid backup ID" in done.stderr
     done = _cli(["show", "20200101T000000Z"], env)

@@ -6,7 +6,6 @@ backup, list and read it, validate it, roll back to it, list rollbacks, delete i
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import psycopg
 import pytest
 
 from supabackup_pipeline.dev.postgres_cluster import free_port
+from processes import start_group, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKUP_ID = "20261127T120000Z"
@@ -45,8 +45,8 @@ def dagster_dev(tmp_path_factory, stack_env, project_db_url):
            "DAGSTER_HOME": str(base / "home")}
     (base / "home").mkdir()
     (base / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start_group([sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port)],
+                       cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gql = GraphQL(port)
     deadline = time.monotonic() + 120
     while True:
@@ -60,11 +60,7 @@ def dagster_dev(tmp_path_factory, stack_env, project_db_url):
         time.sleep(1)
     repo = nodes["repositoriesOrError"]["nodes"][0]
     yield gql, {"repositoryName": repo["name"], "repositoryLocationName": repo["location"]["name"]}, env
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop_group(proc)
 
 
 LAUNCH = """

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import psycopg
 
+from processes import start_group, stop_group
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,14 +39,16 @@ def test_workspace_file_loads_the_code_location():
 
 
 def test_stack_up_env_down_through_the_cli(tmp_path):
-    env = {**os.environ, "SUPABACKUP_STACK_HOME": str(tmp_path / "stack")}
+    env = {**os.environ, "SUPABACKUP_STACK_HOME": str(tmp_path / "stack"), "BACKUP_PATH": str(tmp_path / "backups")}
     run = lambda *args: subprocess.run([sys.executable, "-m", "supabackup_pipeline", *args], env=env,
                                        capture_output=True, text=True, timeout=120)
     up = run("stack", "up")
     assert up.returncode == 0, up.stderr
     try:
+        env.pop("BACKUP_PATH")  # `stack env` from another shell still says where the backups are
         exports = dict(re.findall(r"^export (\w+)=(.*)$", run("stack", "env").stdout, re.M))
-        assert set(exports) >= {"SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL"}
+        assert set(exports) >= {"SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL", "BACKUP_PATH"}
+        assert exports["BACKUP_PATH"].strip("'") == str(tmp_path / "backups")  # the one set when it started
         with psycopg.connect(exports["SUPABASE_DB_URL"].strip("'")) as conn:
             assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
             assert conn.execute("SELECT count(*) FROM auth.users").fetchone() == (0,)
@@ -59,7 +63,6 @@ def test_stack_up_env_down_through_the_cli(tmp_path):
 
 
 def test_supabackup_dev_serves_the_dagster_ui_with_the_backup_job(tmp_path):
-    import signal
     import time
     import urllib.request
 
@@ -69,8 +72,8 @@ def test_supabackup_dev_serves_the_dagster_ui_with_the_backup_job(tmp_path):
     env = {**os.environ, "SUPABACKUP_STACK_HOME": str(tmp_path / "stack"), "DAGSTER_HOME": str(tmp_path / "home"),
            "BACKUP_PATH": str(tmp_path / "backups")}
     log = open(tmp_path / "dev.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "supabackup_pipeline", "dev", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_group([sys.executable, "-m", "supabackup_pipeline", "dev", "--port", str(port)], env=env,
+                       stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         body = None
@@ -87,13 +90,7 @@ def test_supabackup_dev_serves_the_dagster_ui_with_the_backup_job(tmp_path):
             time.sleep(1)
         assert body and "backup_job" in body, (tmp_path / "dev.log").read_text()[-3000:]
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
         subprocess.run([sys.executable, "-m", "supabackup_pipeline", "stack", "down"], env=env, timeout=60)
 
 
@@ -132,3 +129,59 @@ def test_the_storage_stand_in_starts_with_a_secret_that_looks_like_an_option(sta
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
+
+
+def _supabackup(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "supabackup_pipeline", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_supabackup_dev_refuses_a_taken_port_at_once(tmp_path):
+    import socket
+    import time
+
+    env = {"SUPABACKUP_STACK_HOME": str(tmp_path / "stack"), "DAGSTER_HOME": str(tmp_path / "home")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        done = _supabackup(["dev", "--port", str(port)], env, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"port {port} is already in use" in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30
+    assert _supabackup(["stack", "env"], env).returncode == 1  # nothing was started
+
+
+def test_a_missing_backup_path_is_an_error_and_a_new_dagster_home_has_no_telemetry(tmp_path):
+    env = {"BACKUP_PATH": str(tmp_path / "nonexistent"), "DAGSTER_HOME": str(tmp_path / "home")}
+    done = _supabackup(["list"], env)
+    assert done.returncode == 2 and f"BACKUP_PATH {tmp_path / 'nonexistent'} does not exist" in done.stderr
+    (tmp_path / "nonexistent").mkdir()
+    done = _supabackup(["list", "--all"], env)
+    assert done.returncode == 0 and "no backups yet in" in done.stdout
+    assert "telemetry:\n  enabled: false" in (tmp_path / "home" / "dagster.yaml").read_text()
+
+
+def test_stopping_a_process_group_leaves_nothing_even_with_sigint_ignored():
+    """As in a test run started with `nohup ... &`: a group whose processes ignore SIGINT and one that
+    ignores SIGTERM too, with a `tail -F` grandchild like Dagster's log followers."""
+    import signal
+    import time
+
+    from processes import group_alive, start_group, stop_group
+
+    script = ("import signal, subprocess, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+              " signal.signal(signal.SIGINT, signal.SIG_IGN); subprocess.Popen(['tail', '-F', '/dev/null']);"
+              " time.sleep(600)")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = start_group([sys.executable, "-c", script])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    time.sleep(1)
+    assert group_alive(proc.pid)
+    started = time.monotonic()
+    stop_group(proc, grace=2)
+    assert not group_alive(proc.pid)
+    assert time.monotonic() - started < 15

@@ -103,7 +103,7 @@ def test_delete_and_prune_never_damage_other_backups(backup_env, supabase_client
         assert (Path(third["path"]) / "storage" / bucket / "shared.bin").stat().st_nlink == 1
 
         done = _cli(["delete", third["backup_id"], "--yes"], env)  # the only valid backup
-        assert done.returncode == 1 and "only valid backup" in done.stdout + done.stderr
+        assert done.returncode == 2 and "only valid backup" in done.stderr  # refused, said on stderr
         assert store.backup_ids() == [third["backup_id"]]
         assert _cli(["delete", third["backup_id"], "--yes", "--force"], env).returncode == 0
         assert store.backup_ids() == []

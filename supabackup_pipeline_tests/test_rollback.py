@@ -182,7 +182,7 @@ def test_refusals_leave_the_project_untouched(project, backup_env, stack):
     # restoring customers alone would empty orders (they reference it): refused, naming it
     done = _cli(["rollback", backup["backup_id"], "--yes", "--components", "database", "--tables", "public.customers",
                  "--no-safety-backup"])
-    assert done.returncode == 1 and "public.orders" in done.stderr + done.stdout
+    assert done.returncode == 2 and "public.orders" in done.stderr + done.stdout  # a refused plan
 
     # a backup of another project needs --allow-other-project
     from supabackup_pipeline.dev.stack import create_project_database
@@ -190,7 +190,7 @@ def test_refusals_leave_the_project_untouched(project, backup_env, stack):
     other = create_project_database(stack.superuser_url, f"other_{uuid.uuid4().hex[:6]}")
     done = _cli(["rollback", backup["backup_id"], "--yes", "--components", "database,users", "--no-safety-backup"],
                 {"SUPABASE_DB_URL": other})
-    assert done.returncode == 1 and "another project" in done.stderr + done.stdout
+    assert done.returncode == 2 and "another project" in done.stderr + done.stdout  # a refused plan
 
     # a corrupted backup is refused before anything is touched
     root = backup["path"]
@@ -199,7 +199,7 @@ def test_refusals_leave_the_project_untouched(project, backup_env, stack):
     data[100] ^= 0xFF
     open(parquet, "wb").write(bytes(data))
     done = _cli(["rollback", backup["backup_id"], "--yes", "--components", "database,users", "--no-safety-backup"])
-    assert done.returncode == 1 and "does not verify" in done.stderr + done.stdout
+    assert done.returncode == 2 and "does not verify" in done.stderr + done.stdout  # a refused plan
     assert project_state(project["db"], [], project["storage"]) == before
 
 

@@ -29,3 +29,12 @@ class UsageError(SupabackupError):
     """The command was called wrongly (e.g. a rollback without confirmation and no terminal)."""
 
     exit_code = 2
+
+
+class Refused(SupabackupError):
+    """The operation was refused as asked (e.g. deleting the only valid backup); nothing was changed."""
+
+    exit_code = 2
+
+
+REFUSAL_CLASSES = {"Refused", "RollbackRefused", "RestoreRefused", "InvalidBackupId", "BackupNotFound", "UsageError"}

@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 
 from supabackup_pipeline.core.backup_id import backup_id_time, validate_backup_id
-from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.errors import Refused, SupabackupError
 from supabackup_pipeline.core.store import BackupStore
 
 GOOD = ("valid", "complete")
@@ -83,7 +83,7 @@ def delete_backup_files(store: BackupStore, backup_id: str, force: bool = False)
     validate_backup_id(backup_id)
     manifest = store.manifest(backup_id)  # BackupNotFound for an unknown ID
     if manifest.get("status") in GOOD and valid_backups(store) == [backup_id] and not force:
-        raise SupabackupError(f"{backup_id} is the only valid backup; deleting it leaves nothing to roll back to"
+        raise Refused(f"{backup_id} is the only valid backup; deleting it leaves nothing to roll back to"
                               " (use --force to delete it anyway)")
     root = store.published(backup_id)
     # move aside first: a crash mid-delete never leaves a half-deleted folder under a backup ID

@@ -7,6 +7,7 @@
         users/                auth.users, auth.identities, ... as Parquet + JSON
         storage/              manifest.json and <bucket>/<object name> mirrors
       .staging/<backup-id>/   a backup being written (same layout, plus parts/)
+      .staging/<backup-id>.owner.json   host and PID of the run writing it (see core/staging.py)
       .state/catalog.json     tables and buckets last discovered (read when definitions load)
 
 Staging lives on the same file system as the published backups, so publishing is one atomic
@@ -24,6 +25,7 @@ from pathlib import Path
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.errors import BackupNotFound, SupabackupError
 from supabackup_pipeline.core.files import make_private_dir, write_json
+from supabackup_pipeline.core.staging import OWNER_SUFFIX, claim, owner_alive
 
 MANIFEST = "metadata.json"
 PARTS = "parts"
@@ -57,7 +59,36 @@ class BackupStore:
             raise SupabackupError(f"backup {backup_id} already exists in {self.root}; it is never overwritten")
         make_private_dir(self.root)
         make_private_dir(self.staging_root)
+        claim(self.owner_file(backup_id))
         return make_private_dir(self.staging(backup_id))
+
+    def owner_file(self, backup_id: str) -> Path:
+        return self.staging_root / f"{validate_backup_id(backup_id)}{OWNER_SUFFIX}"
+
+    def staging_ids(self) -> list[str]:
+        """Backups being staged (or left behind by runs that died), oldest first."""
+        if not self.staging_root.is_dir():
+            return []
+        return sorted(p.name for p in self.staging_root.iterdir() if p.is_dir() and _is_backup_id(p.name))
+
+    def staging_alive(self, backup_id: str) -> bool:
+        """True while the run that holds the staging folder may still write it."""
+        return owner_alive(self.owner_file(backup_id), self.staging(backup_id))
+
+    def stale_staging(self) -> list[str]:
+        """Staging folders no live run holds: nothing will ever publish them."""
+        return [b for b in self.staging_ids() if not self.staging_alive(b)]
+
+    def staging_size(self, backup_id: str) -> int:
+        return sum(p.stat().st_size for p in self.staging(backup_id).rglob("*") if p.is_file())
+
+    def discard(self, backup_id: str) -> bool:
+        """Remove a backup's staging folder and owner file; True if there was a folder."""
+        staging = self.staging(backup_id)
+        existed = staging.exists()
+        shutil.rmtree(staging, ignore_errors=True)
+        self.owner_file(backup_id).unlink(missing_ok=True)
+        return existed
 
     def write_part(self, backup_id: str, component: str, part: dict) -> None:
         """Record what one component wrote; the manifest step merges all parts."""
@@ -86,6 +117,7 @@ class BackupStore:
         shutil.rmtree(staging / PARTS, ignore_errors=True)
         os.rename(staging, target)  # fails (never overwrites) if target exists and is not empty
         _fsync_dir(self.root)
+        self.owner_file(backup_id).unlink(missing_ok=True)
         return target
 
     def manifest(self, backup_id: str) -> dict:
@@ -98,15 +130,15 @@ class BackupStore:
         """Published backups, oldest first (IDs sort by time)."""
         if not self.root.is_dir():
             return []
-        ids = []
-        for child in self.root.iterdir():
-            try:
-                validate_backup_id(child.name)
-            except ValueError:
-                continue
-            if (child / MANIFEST).is_file():
-                ids.append(child.name)
-        return sorted(ids)
+        return sorted(c.name for c in self.root.iterdir() if _is_backup_id(c.name) and (c / MANIFEST).is_file())
+
+
+def _is_backup_id(name: str) -> bool:
+    try:
+        validate_backup_id(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _fsync_dir(path: Path) -> None:

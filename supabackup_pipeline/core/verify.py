@@ -21,8 +21,10 @@ from supabackup_pipeline.core.snapshot import utc_now
 from supabackup_pipeline.core.store import MANIFEST
 
 MANIFEST_CHECKSUM = MANIFEST + ".sha256"
-VERIFICATION = "verification.json"
-NOT_CONTENT = {MANIFEST, MANIFEST_CHECKSUM, VERIFICATION}  # files that describe the backup
+VERIFICATION = "verification.json"  # the last full verification: what `list` and `show` report
+QUICK_CHECK = "verification-quick.json"  # the last quick check (sizes only): never makes a backup valid
+NOT_CONTENT = {MANIFEST, MANIFEST_CHECKSUM, VERIFICATION, QUICK_CHECK}  # files that describe the backup
+SIZES_OK = "sizes_ok"
 
 
 @dataclass
@@ -50,8 +52,10 @@ class FileCheck:
 
 @dataclass
 class VerifyReport:
+    """`valid` is None after a quick check that found nothing: sizes were checked, content was not."""
+
     backup_id: str
-    valid: bool
+    valid: bool | None
     quick: bool
     problems: list[Problem]
     files_checked: int
@@ -59,8 +63,15 @@ class VerifyReport:
     seconds: float
     verified_at: str
 
+    @property
+    def status(self) -> str:
+        """valid, invalid, or sizes_ok (a quick check found nothing wrong; content not read)."""
+        if self.problems:
+            return "invalid"
+        return SIZES_OK if self.quick else "valid"
+
     def to_json(self) -> dict:
-        return {**asdict(self), "problems": [asdict(p) for p in self.problems]}
+        return {**asdict(self), "status": self.status, "problems": [asdict(p) for p in self.problems]}
 
 
 def manifest_checksum(manifest: dict) -> str:
@@ -182,7 +193,7 @@ def verify_backup(root: Path, quick: bool = False) -> VerifyReport:
             if "storage/manifest.json" in files and "storage/manifest.json" not in broken:
                 check.problems += check_storage_manifest(root, files)
     return VerifyReport(
-        backup_id=backup_id, valid=not check.problems, quick=quick, problems=check.problems,
+        backup_id=backup_id, valid=False if check.problems else (None if quick else True), quick=quick, problems=check.problems,
         files_checked=check.files_checked, bytes_read=check.bytes_read,
         seconds=round(time.monotonic() - started, 3), verified_at=utc_now(),
     )
@@ -199,12 +210,33 @@ def _check_seal(root: Path, manifest: dict, check: FileCheck) -> None:
 
 
 def record_verification(root: Path, report: VerifyReport) -> None:
-    """Keep the last verification beside the backup (shown by `supabackup show`)."""
-    write_json(root / VERIFICATION, report.to_json())
+    """Keep the last verification beside the backup (a quick check apart: it never stands for a full one)."""
+    write_json(root / (QUICK_CHECK if report.quick else VERIFICATION), report.to_json())
+
+
+def _read_report(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def last_verification(root: Path) -> dict | None:
-    try:
-        return json.loads((root / VERIFICATION).read_text())
-    except (OSError, ValueError):
-        return None
+    """The last FULL verification (every file hashed), or None."""
+    report = _read_report(root / VERIFICATION)
+    return None if report is None or report.get("quick") else report
+
+
+def last_quick_check(root: Path) -> dict | None:
+    return _read_report(root / QUICK_CHECK)
+
+
+def shown_status(root: Path, manifest_status: str) -> str:
+    """The status to show: what the last full verification found (a later quick check that found
+    damage downgrades it; a quick check never upgrades it), else the status the backup was made with."""
+    full, quick = last_verification(root), last_quick_check(root)
+    if quick and quick.get("problems") and (full is None or quick["verified_at"] > full["verified_at"]):
+        return "invalid"
+    if full is not None:
+        return "valid" if full["valid"] else "invalid"
+    return manifest_status

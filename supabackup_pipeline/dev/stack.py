@@ -127,6 +127,21 @@ def _state_file(home: Path) -> Path:
     return home / "stack.json"
 
 
+def backup_path(given: str | None = None, home: Path | None = None) -> str:
+    """The BACKUP_PATH of the stack's UI and demo: `given`, else the one remembered when the stack was
+    last used, else ./backups here; remembered in the stack's home so `stack env` prints it anywhere."""
+    remembered = (home or default_stack_home()) / "backup_path"
+    if given:
+        path = str(Path(given).expanduser().resolve())
+    elif remembered.is_file():
+        path = remembered.read_text().strip()
+    else:
+        path = str(Path("backups").resolve())
+    remembered.parent.mkdir(parents=True, exist_ok=True)
+    remembered.write_text(path + "\n")
+    return path
+
+
 def load_running(home: Path | None = None) -> StackInfo | None:
     state = _state_file(home or default_stack_home())
     if not state.exists():

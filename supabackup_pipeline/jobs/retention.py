@@ -1,13 +1,17 @@
 """Deleting backups: delete_backup_job (one backup, chosen as the partition), prune_job (the
-retention policy) and the sensor that prunes after every successful backup."""
+retention policy, plus what failed runs left behind), the sensor that prunes after every
+successful backup and the one that cleans up after a failed one."""
 
 import os
+from datetime import datetime, timezone
 
 import dagster as dg
 from pydantic import Field
 
 from supabackup_pipeline.assets.keys import MANIFEST_KEY
-from supabackup_pipeline.core.backup_id import validate_backup_id
+from supabackup_pipeline.core.backup_id import backup_id_time, validate_backup_id
+from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.core.retention import RetentionPolicy, delete_backup_files, plan_retention
 from supabackup_pipeline.jobs.backup import backup_job
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, backup_partitions
@@ -30,6 +34,61 @@ def forget_in_dagster(instance: dg.DagsterInstance, asset_keys, backup_id: str) 
     if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
         instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
     return wiped
+
+
+UNLAUNCHED_GRACE_S = 3600  # a partition with no backup, no staging and no run: kept this long
+UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def discard_unpublished(instance: dg.DagsterInstance, store: BackupStore, backup_id: str) -> bool:
+    """A backup that never published: remove its staging folder and its partition. True if it was one."""
+    if store.exists(backup_id):
+        return False
+    store.discard(backup_id)
+    if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
+        instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
+    return True
+
+
+def _has_unfinished_run(instance: dg.DagsterInstance, partition: str) -> bool:
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition}, statuses=UNFINISHED), limit=1)
+    return bool(runs)
+
+
+def _orphan_reason(instance: dg.DagsterInstance, store: BackupStore, key: str) -> str | None:
+    """Why a partition with no published backup is left over, or None while a run may still use it."""
+    try:
+        validate_backup_id(key)
+    except SupabackupError:
+        return "not a backup ID"
+    if key in store.staging_ids():
+        return None if store.staging_alive(key) else "its run died before publishing"
+    if _has_unfinished_run(instance, key):
+        return None
+    age = (datetime.now(timezone.utc) - backup_id_time(key)).total_seconds()
+    return "no backup was published" if age > UNLAUNCHED_GRACE_S else None
+
+
+def find_leftovers(instance: dg.DagsterInstance, store: BackupStore) -> dict:
+    """What failed or interrupted runs left: stale staging folders (with bytes) and partitions with no backup."""
+    published = set(store.backup_ids())
+    staging = {b: store.staging_size(b) for b in store.stale_staging()}
+    partitions = {}
+    for key in instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME):
+        reason = None if key in published else _orphan_reason(instance, store, key)
+        if reason:
+            partitions[key] = reason
+    return {"stale_staging": staging, "orphan_partitions": partitions}
+
+
+def clean_leftovers(instance: dg.DagsterInstance, store: BackupStore, leftovers: dict) -> None:
+    """Remove the stale staging folders and orphan partitions `find_leftovers` found."""
+    for backup_id in leftovers["stale_staging"]:
+        store.discard(backup_id)
+    for key in leftovers["orphan_partitions"]:
+        if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, key):
+            instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, key)
 
 
 def _backup_asset_keys(backups: BackupStorage) -> list[dg.AssetKey]:
@@ -81,6 +140,7 @@ def prune_backups(context: dg.OpExecutionContext, config: PruneConfig, backups: 
     store = backups.store()
     policy = RetentionPolicy(config.keep_last, config.keep_daily, config.keep_weekly, config.keep_monthly)
     kept, forget = plan_retention(store, policy)
+    leftovers = find_leftovers(context.instance, store)
     deleted = []
     if not config.dry_run:
         keys = _backup_asset_keys(backups)
@@ -89,9 +149,11 @@ def prune_backups(context: dg.OpExecutionContext, config: PruneConfig, backups: 
             forget_in_dagster(context.instance, keys, backup_id)
             deleted.append(backup_id)
             context.log.info(f"deleted {backup_id}: {forget[backup_id]}")
+        clean_leftovers(context.instance, store, leftovers)
     return dg.Output(None, metadata={
         "kept": dg.MetadataValue.json(kept), "forget": dg.MetadataValue.json(forget),
         "deleted": dg.MetadataValue.json(deleted), "dry_run": config.dry_run,
+        "leftovers": dg.MetadataValue.json(leftovers),
     })
 
 
@@ -107,3 +169,13 @@ def prune_job():
 )
 def prune_after_backup(context: dg.RunStatusSensorContext):
     return dg.RunRequest(run_key=f"prune-after-{context.dagster_run.run_id}")
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[backup_job], default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a failed backup, remove its staging folder and its partition (nothing was published).",
+)
+def discard_failed_backup(context: dg.RunFailureSensorContext, backups: BackupStorage):
+    partition = context.dagster_run.tags.get("dagster/partition")
+    if partition and discard_unpublished(context.instance, backups.store(), validate_backup_id(partition)):
+        context.log.info(f"removed the staging folder and partition of failed backup {partition}")

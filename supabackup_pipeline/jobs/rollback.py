@@ -12,7 +12,8 @@ from pydantic import Field
 
 from supabackup_pipeline.assets.keys import live_table_key
 from supabackup_pipeline.core.backup_id import validate_backup_id
-from supabackup_pipeline.core.rollback import COMPONENTS, RollbackOptions, prevalidate, run_rollback
+from supabackup_pipeline.core.db_restore import RestoreRefused
+from supabackup_pipeline.core.rollback import COMPONENTS, RollbackOptions, RollbackRefused, prevalidate, run_rollback
 from supabackup_pipeline.core.rollback_history import record_rollback
 from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
@@ -27,6 +28,13 @@ class RollbackConfig(dg.Config):
     allow_other_project: bool = Field(default=False, description="restore a backup taken from another project")
     drop_new_tables: bool = Field(default=False, description="drop tables created after the backup")
     confirm: str = Field(default="", description="type the backup ID here to confirm a real rollback")
+
+
+def _record_failure(store, backup_id: str, run_id: str, dry_run: bool, exc: Exception) -> None:
+    """Record a rollback that did not happen: `refused` (nothing touched, the plan was refused) or `failed`."""
+    refused = isinstance(exc, (RollbackRefused, RestoreRefused))
+    record_rollback(store, {"backup_id": backup_id, "run_id": run_id, "status": "refused" if refused else "failed",
+                            "dry_run": dry_run, "error": str(exc)})
 
 
 def _options(config: RollbackConfig) -> RollbackOptions:
@@ -50,8 +58,7 @@ def verify_and_protect(context: dg.OpExecutionContext, config: RollbackConfig, d
     try:
         prevalidate(store, backup_id, database.database_url() if needs_db else None, options, context.log.info)
     except Exception as exc:
-        record_rollback(store, {"backup_id": backup_id, "run_id": context.run_id, "status": "failed",
-                                "dry_run": config.dry_run, "error": str(exc)})
+        _record_failure(store, backup_id, context.run_id, config.dry_run, exc)
         raise
     prepared = {"config": config.model_dump(), "safety_backup_id": ""}
     if config.dry_run or not config.safety_backup:
@@ -84,8 +91,7 @@ def rollback_project(context: dg.OpExecutionContext, prepared: dict,
             take_safety_backup=lambda: safety_backup_id, log=context.log.info, verified=True,
         )
     except Exception as exc:
-        record_rollback(store, {"backup_id": backup_id, "run_id": context.run_id, "status": "failed",
-                                "dry_run": config.dry_run, "error": str(exc)})
+        _record_failure(store, backup_id, context.run_id, config.dry_run, exc)
         raise
     report["run_id"] = context.run_id
     record_rollback(store, report)

@@ -11,7 +11,7 @@ from supabackup_pipeline.resources import BackupStorage
 
 
 class VerifyConfig(dg.Config):
-    quick: bool = False  # sizes and presence only, no hashing
+    quick: bool = False  # sizes and presence only, no hashing: never reports the backup valid
 
 
 @dg.op(description="Re-read every file of the backup and check it against the manifest (and the manifest itself).")
@@ -25,7 +25,7 @@ def verify_backup_files(context: dg.OpExecutionContext, config: VerifyConfig, ba
     record_verification(root, report)
     metadata = {
         "backup_id": backup_id,
-        "valid": report.valid,
+        "status": report.status,
         "quick": report.quick,
         "verified_at": report.verified_at,
         "files_checked": dg.MetadataValue.int(report.files_checked),
@@ -33,12 +33,13 @@ def verify_backup_files(context: dg.OpExecutionContext, config: VerifyConfig, ba
         "problems": dg.MetadataValue.json({p.file: p.problem for p in report.problems}),
     }
     context.log_event(dg.AssetObservation(asset_key=MANIFEST_KEY, partition=backup_id, metadata=metadata))
-    if not report.valid:
+    if report.problems:
         raise dg.Failure(
             description=f"backup {backup_id} is NOT valid: " + "; ".join(str(p) for p in report.problems[:20]),
             metadata=metadata,
         )
-    context.log.info(f"backup {backup_id} is valid ({report.files_checked} files, {report.bytes_read} bytes read)")
+    outcome = "sizes OK (quick: content not read)" if report.quick else "valid"
+    context.log.info(f"backup {backup_id}: {outcome} ({report.files_checked} files, {report.bytes_read} bytes read)")
 
 
 @dg.job(partitions_def=backup_partitions, tags={"supabackup/kind": "verify"},

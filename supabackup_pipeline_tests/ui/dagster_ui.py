@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
+
+from processes import start_group, stop_group
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -35,9 +36,9 @@ class DagsterDev:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
+        self.proc = start_group(
             [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
     @property
@@ -72,20 +73,8 @@ class DagsterDev:
         raise RuntimeError(f"dagster dev did not serve the code location within {timeout}s ({last!r}); see {self.log_path}")
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        # the webserver, daemon and code server are in the same group: make sure none outlives the test
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=10)
+        """The webserver, daemon and code server are in the same group: none outlives the test."""
+        stop_group(self.proc)
         self._log.close()
 
 

@@ -1,0 +1,72 @@
+"""Who holds a staging folder, and whether it is still alive.
+
+`BACKUP_PATH/.staging/<id>.owner.json` (beside the folder, so it is never published) records the
+host and PID of the process that holds the run writing `<id>`: the run worker that spawned the
+step process (Dagster's multiprocess executor) or the process itself (in-process runs, i.e. the
+CLI), with the process's start time so a recycled PID is not taken for the owner. A staging
+folder is *stale* when that process is gone: nothing will ever publish or clean it.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import time
+from pathlib import Path
+
+from supabackup_pipeline.core.files import write_json
+
+OWNER_SUFFIX = ".owner.json"
+UNOWNED_GRACE_S = 600  # a folder without owner file (older versions) is stale after this long
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of a process (field 22 of /proc/PID/stat), or None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_record() -> dict:
+    """This run's holder: the parent that spawned this step process, else this process."""
+    parent = multiprocessing.parent_process()
+    pid = parent.pid if parent is not None else os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "started": _process_start(pid), "since": time.time()}
+
+
+def claim(owner_file: Path) -> None:
+    """Record this run as the holder (the first step of a run writes it; later steps agree)."""
+    if not owner_file.exists():
+        write_json(owner_file, owner_record())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owner_alive(owner_file: Path, folder: Path) -> bool:
+    """True while the process holding the folder may still write it (unknown hosts count as alive)."""
+    try:
+        owner = json.loads(owner_file.read_text())
+    except (OSError, ValueError):
+        try:
+            return time.time() - folder.stat().st_mtime < UNOWNED_GRACE_S
+        except OSError:
+            return False
+    if owner.get("host") != socket.gethostname():
+        return True  # another machine's run: we cannot tell, so never touch it
+    pid = int(owner.get("pid", 0))
+    if not pid or not _pid_alive(pid):
+        return False
+    started = owner.get("started")
+    return started is None or _process_start(pid) == started

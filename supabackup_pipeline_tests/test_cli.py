@@ -1,0 +1,260 @@
+"""The command line as users meet it: quiet output, honest status, exit codes, nothing left behind."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from processes import start_group, stop_group
+from supabackup_pipeline.console import render_database_plan
+from supabackup_pipeline.core.content_check import TableProbe, content_changes, probes_from_plan
+from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.dev.stack import service_role_key
+from supabackup_pipeline.jobs.retention import discard_failed_backup
+from supabackup_pipeline.operations import run_backup
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
+from supabackup_pipeline.resources import BackupStorage
+
+UNSET = ("SUPABASE_DB_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
+
+
+@pytest.fixture(scope="module")
+def seeded(project_db_url):
+    with psycopg.connect(project_db_url, autocommit=True) as db:
+        db.execute("""
+            CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL);
+            CREATE TABLE public.notes (id int PRIMARY KEY, body text);
+            INSERT INTO public.items SELECT g, 'item ' || g FROM generate_series(1, 50) g;
+            INSERT INTO public.notes SELECT g, 'note ' || g FROM generate_series(1, 20) g;
+        """)
+    return project_db_url
+
+
+@pytest.fixture
+def env(backup_env, seeded, tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    Path(backup_env["BACKUP_PATH"]).mkdir(parents=True)
+    return {**backup_env, "DAGSTER_HOME": str(tmp_path / "home")}
+
+
+def cli(args: list[str], env: dict, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "supabackup_pipeline", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def partitions(env: dict) -> list[str]:
+    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    try:
+        return list(instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME))
+    finally:
+        instance.dispose()
+
+
+def nothing_staged(store: BackupStore) -> bool:
+    return not store.staging_root.exists() or not any(store.staging_root.iterdir())
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+# ------------------------------------------------------------------ failed / interrupted runs
+def test_a_failed_backup_leaves_nothing_behind_and_names_the_setting_at_fault(env):
+    bad = {**env, "SUPABASE_SERVICE_ROLE_KEY": service_role_key("not-this-stacks-secret-" * 2)}
+    done = cli(["backup", "--components", "database,storage"], bad)
+    assert done.returncode == 1
+    errors = error_lines(done.stderr)
+    assert len(errors) == 1 and "SUPABASE_SERVICE_ROLE_KEY" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and " - DEBUG - " not in done.stderr + done.stdout
+    assert "▸ database_dump" in done.stderr and "▸ storage_mirror" in done.stderr  # one line per phase
+    store = BackupStore(Path(env["BACKUP_PATH"]))
+    assert store.backup_ids() == [] and nothing_staged(store)  # the tables it had dumped are gone too
+    assert partitions(env) == []
+
+    verbose = cli(["backup", "--components", "storage", "--verbose"], bad)
+    assert verbose.returncode == 1 and "STEP_FAILURE" in verbose.stdout + verbose.stderr
+    assert nothing_staged(store) and partitions(env) == []
+
+
+def test_ctrl_c_stops_a_backup_says_interrupted_exits_130_and_cleans_up(env, seeded):
+    with psycopg.connect(seeded, autocommit=True) as db:
+        db.execute("CREATE TABLE public.bulk AS SELECT g AS id, repeat(md5(g::text), 8) AS payload"
+                   " FROM generate_series(1, 1500000) g")
+    store = BackupStore(Path(env["BACKUP_PATH"]))
+    proc = start_group([sys.executable, "-m", "supabackup_pipeline", "backup", "--components", "database"],
+                       env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(store.staging_root.glob("*/database/public.bulk.parquet")):
+            time.sleep(0.05)
+        assert proc.poll() is None, "the backup finished before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, err = proc.communicate(timeout=120)
+    finally:
+        stop_group(proc)
+        with psycopg.connect(seeded, autocommit=True) as db:
+            db.execute("DROP TABLE public.bulk")
+    assert proc.returncode == 130, err
+    assert err.rstrip().endswith("interrupted") and "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert store.backup_ids() == [] and nothing_staged(store)
+    assert partitions(env) == []
+
+
+def test_list_all_and_prune_find_and_clean_what_dead_runs_left(env):
+    store = BackupStore(Path(env["BACKUP_PATH"]))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale, running, unlaunched = "20260101T000000Z", "20260102T000000Z", "20250101T000000Z"
+    for backup_id in (stale, running):
+        (store.start(backup_id) / "database").mkdir()
+        (store.staging(backup_id) / "database" / "t.parquet").write_bytes(b"x" * 5000)
+    owner = json.loads(store.owner_file(stale).read_text())
+    store.owner_file(stale).write_text(json.dumps({**owner, "pid": dead.pid}))  # its run is gone
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [stale, running, unlaunched, "before-migration"])
+
+    listed = json.loads(cli(["list", "--all", "--json"], env).stdout)
+    assert {s["backup_id"]: (s["state"], s["bytes"]) for s in listed["staging"]} == {
+        stale: ("stale", 5000), running: ("running", 5000)}
+    assert set(listed["orphan_partitions"]) == {stale, unlaunched, "before-migration"}
+    text = cli(["list", "--all"], env).stdout
+    assert re.search(rf"^{stale}\s+stale\s+5\.0 kB$", text, re.M), text
+
+    done = cli(["prune", "--yes"], env)
+    assert done.returncode == 0, done.stderr
+    assert f"removed stale staging folder {stale}" in done.stdout
+    assert store.staging_ids() == [running] and not store.owner_file(stale).exists()
+    assert partitions(env) == [running]
+
+
+def test_the_failure_sensor_removes_what_a_failed_ui_backup_left(tmp_path):
+    store = BackupStore(tmp_path)
+    backup_id = "20260103T000000Z"
+    store.start(backup_id)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
+        run = instance.create_run_for_job(dg.JobDefinition(graph_def=dg.GraphDefinition(name="backup_job", node_defs=[])),
+                                          tags={"dagster/partition": backup_id})
+        context = dg.build_run_status_sensor_context(
+            sensor_name="discard_failed_backup", dagster_instance=instance, dagster_run=run,
+            dagster_event=dg.DagsterEvent(event_type_value="PIPELINE_FAILURE", job_name="backup_job"),
+            resources={"backups": BackupStorage(backup_path=str(tmp_path))},
+        ).for_run_failure()
+        discard_failed_backup(context)
+        assert store.staging_ids() == [] and not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
+
+
+# ------------------------------------------------------------------ honest status, exit codes
+def test_quick_verify_never_says_valid_and_the_shown_status_is_the_last_full_verification(env):
+    backup_id = run_backup(components=["database"])["backup_id"]
+    flip(Path(env["BACKUP_PATH"]) / backup_id / "database" / "public.items.parquet")  # same size
+
+    quick = cli(["verify", backup_id, "--quick"], env)
+    assert quick.returncode == 0 and "sizes OK" in quick.stdout and "VALID" not in quick.stdout, quick.stdout
+    report = json.loads(cli(["verify", backup_id, "--quick", "--json"], env).stdout)
+    assert report["status"] == "sizes_ok" and report["valid"] is None
+
+    full = cli(["verify", backup_id], env)
+    assert full.returncode == 1 and "NOT VALID" in full.stdout
+    assert cli(["verify", backup_id, "--quick"], env).returncode == 0  # sizes still match...
+    listed = json.loads(cli(["list", "--json"], env).stdout)
+    assert [b["status"] for b in listed] == ["invalid"]  # ...but it never upgrades the status
+    assert json.loads(cli(["show", backup_id, "--json"], env).stdout)["status"] == "invalid"
+    assert re.search(rf"^{backup_id}\s+invalid\s", cli(["list"], env).stdout, re.M)
+
+    refused = cli(["rollback", backup_id, "--yes", "--no-safety-backup", "--components", "database"], env)
+    assert refused.returncode == 2 and "does not verify" in error_lines(refused.stderr)[0], refused.stderr
+    as_json = json.loads(cli(["rollback", backup_id, "--yes", "--components", "database", "--json"], env).stdout)
+    assert as_json["status"] == "refused" and as_json["exit_code"] == 2
+
+
+def test_exit_codes_per_command_and_errors_as_json(env):
+    backup_id = run_backup(components=["database"])["backup_id"]
+    cases = [
+        (["backup", "--components", "database,foo"], 2, "unknown component(s) foo"),
+        (["rollback", backup_id, "--components", "database,foo", "--yes"], 2, "unknown component(s) foo"),
+        (["rollback", backup_id], 2, "confirm with --yes"),
+        (["show", "20990101T000000Z"], 2, "unknown backup ID"),
+        (["verify", "../x"], 2, "invalid backup ID"),
+        (["delete", backup_id, "--yes"], 2, "only valid backup"),  # refused, and said on stderr
+        (["list", "--bogus"], 2, "unrecognized arguments"),
+    ]
+    for args, code, text in cases:
+        done = cli(args, env)
+        assert done.returncode == code, (args, done.stdout, done.stderr)
+        assert text in done.stderr and "Traceback" not in done.stderr and text not in done.stdout, (args, done.stderr)
+        as_json = cli([*args, "--json"], env)
+        assert as_json.returncode == code
+        out = json.loads(as_json.stdout)
+        assert out["exit_code"] == code and text in out["error"], (args, out)
+
+    bare = {k: v for k, v in env.items() if k not in UNSET}
+    done = cli(["backup"], {**bare, **{k: "" for k in UNSET}})
+    assert done.returncode == 2 and len(error_lines(done.stderr)) == 1
+    assert all(name in done.stderr for name in UNSET), done.stderr
+
+
+# ------------------------------------------------------------------ readable output
+def test_show_list_and_the_dry_run_read_as_tables_with_content_changes(env, seeded):
+    backup_id = run_backup(description="before the change", components=["database", "users"])["backup_id"]
+    with psycopg.connect(seeded, autocommit=True) as db:
+        db.execute("UPDATE public.items SET name = 'renamed' WHERE id = 7")  # same row count
+    try:
+        shown = cli(["show", backup_id], env).stdout
+        assert re.search(r"^components\s+database, users$", shown, re.M), shown
+        assert re.search(r"^size\s+\d+\.\d kB$", shown, re.M) and "[" not in shown
+        assert re.search(r"^public\.items\s+50$", shown, re.M)
+        listed = cli(["list"], env).stdout
+        assert re.search(rf"^{backup_id}\s+valid\s+\d+\.\d kB\s+\S+\s+database, users\s+never\s+before the change$",
+                         listed, re.M), listed
+
+        dry = cli(["rollback", backup_id, "--dry-run", "--components", "database"], env)
+        assert dry.returncode == 0, dry.stderr
+        assert "{" not in dry.stdout and "dry run: nothing was changed" in dry.stdout
+        assert re.search(r"^\s+public\.items\s+50\s+50\s+changed\s", dry.stdout, re.M), dry.stdout
+        assert re.search(r"^\s+public\.notes\s+20\s+20\s+same\s", dry.stdout, re.M), dry.stdout
+        plan = json.loads(cli(["rollback", backup_id, "--dry-run", "--components", "database", "--json"], env).stdout)
+        changed = {t["table"]: t["content_changed"] for t in plan["plan"]["database"]["tables"]}
+        assert changed == {"public.items": True, "public.notes": False}
+    finally:
+        with psycopg.connect(seeded, autocommit=True) as db:
+            db.execute("UPDATE public.items SET name = 'item 7' WHERE id = 7")
+
+
+def test_content_check_says_unknown_without_a_digest_and_changed_for_a_dropped_table(env, seeded):
+    backup_id = run_backup(components=["database"])["backup_id"]
+    store = BackupStore(Path(env["BACKUP_PATH"]))
+    root = store.published(backup_id)
+    planned = [{"table": "public.items", "exists": True}, {"table": "public.notes", "exists": True}]
+    items, notes = probes_from_plan(root, store.manifest(backup_id), planned)
+    no_digest = TableProbe(items.ref, {k: v for k, v in items.sidecar.items() if k != "copy_sha256"}, True)
+    dropped = TableProbe(notes.ref, notes.sidecar, False)
+    with psycopg.connect(seeded) as conn:
+        assert content_changes(conn, root, [items, notes]) == {"public.items": False, "public.notes": False}
+        assert content_changes(conn, root, [no_digest, dropped]) == {"public.items": None, "public.notes": True}
+
+
+def test_the_database_plan_renders_schema_changes_when_present_and_without_them():
+    tables = [{"table": "public.a", "exists": True, "rows_now": 3, "rows_after": 5, "drift": [], "content_changed": True}]
+    without = "\n".join(render_database_plan({"tables": tables}))
+    assert re.search(r"public\.a\s+3\s+5\s+changed", without) and "Schema changes" not in without
+    changes = [{"kind": "view", "name": "public.v", "action": "replace", "detail": "definition differs"},
+               {"kind": "function", "name": "public.f()", "action": "create"}]
+    text = "\n".join(render_database_plan({"tables": tables, "schema_changes": changes}))
+    assert "Schema changes:" in text and "replace  view public.v  (definition differs)" in text
+    assert "create   function public.f()" in text
