@@ -92,6 +92,8 @@ def render_database_plan(database: dict) -> list[str]:
         lines += ["  " + line for line in render_table_plan(database["tables"]).splitlines()]
     changes = database.get("schema_changes") or []
     lines += ["Schema changes:", *render_schema_changes(changes)] if changes else []
+    notes = (database.get("schema") or {}).get("notes") or []
+    lines += ["Notes:", *(f"  {note}" for note in notes)] if notes else []
     if database.get("new_tables"):
         action = "dropped" if database.get("drop_new_tables") else "left alone"
         lines.append(f"Tables created since the backup ({action}): {join_names(database['new_tables'])}")

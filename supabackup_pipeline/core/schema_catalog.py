@@ -21,6 +21,11 @@ SCHEMA_CATALOG = "database/schema.json"
 # Schemas whose tables belong to Supabase's services: never restructured, but the app's policies
 # on their tables are backed up and restored.
 SUPABASE_POLICY_SCHEMAS = ["storage"]
+# Schemas Supabase (or PostgreSQL) owns. A policy on storage.objects that uses objects of any
+# other schema belongs to a backup of that schema only: restored without it, it could not be made.
+SUPABASE_SCHEMAS = ["auth", "storage", "extensions", "realtime", "graphql", "graphql_public", "vault",
+                    "pgsodium", "pgsodium_masks", "net", "cron", "supabase_functions", "supabase_migrations",
+                    "pgbouncer", "pg_catalog", "information_schema"]
 
 
 def _rows(conn: psycopg.Connection, query: str, params: dict) -> list[dict]:
@@ -28,7 +33,8 @@ def _rows(conn: psycopg.Connection, query: str, params: dict) -> list[dict]:
 
 
 def read_schema_catalog(conn: psycopg.Connection, schemas: list[str]) -> dict:
-    p = {"schemas": schemas, "policy_schemas": [s for s in SUPABASE_POLICY_SCHEMAS if s not in schemas]}
+    p = {"schemas": schemas, "policy_schemas": [s for s in SUPABASE_POLICY_SCHEMAS if s not in schemas],
+         "allowed": sorted(set(schemas) | set(SUPABASE_SCHEMAS))}
     return {
         "schemas": _rows(conn, """
             SELECT n.nspname AS name, pg_get_userbyid(n.nspowner) AS owner, n.nspacl::text[] AS acl,
@@ -62,7 +68,13 @@ def read_schema_catalog(conn: psycopg.Connection, schemas: list[str]) -> dict:
                     AND p.polrelid = format('%%I.%%I', schemaname, tablename)::regclass) AS oid,
                    schemaname AS schema, tablename AS table, policyname AS name, permissive, roles::text[] AS roles,
                    cmd AS command, qual AS using, with_check
-            FROM pg_policies WHERE schemaname = ANY(%(policy_schemas)s) ORDER BY 1, 2, 3""", p),
+            FROM pg_policies WHERE schemaname = ANY(%(policy_schemas)s)
+              AND NOT EXISTS (
+                  SELECT 1 FROM pg_policy pol JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
+                  CROSS JOIN LATERAL pg_identify_object(d.refclassid, d.refobjid, 0) o
+                  WHERE pol.polname = policyname AND pol.polrelid = format('%%I.%%I', schemaname, tablename)::regclass
+                    AND o.schema IS NOT NULL AND NOT o.schema = ANY(%(allowed)s))
+            ORDER BY 1, 2, 3""", p),
         "publications": _rows(conn, """
             SELECT pubname AS publication, schemaname AS schema, tablename AS table
             FROM pg_publication_tables WHERE schemaname = ANY(%(schemas)s) ORDER BY 1, 2, 3""", p),
