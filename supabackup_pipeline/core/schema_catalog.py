@@ -52,10 +52,10 @@ def read_schema_catalog(conn: psycopg.Connection, schemas: list[str]) -> dict:
               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                               AND d.objid = p.oid AND d.deptype = 'e')
             ORDER BY 1, 2, 3""", p),
-        "populated_matviews": [r["name"] for r in _rows(conn, """
-            SELECT format('%%I.%%I', n.nspname, c.relname) AS name FROM pg_class c
+        "populated_matviews": _rows(conn, """
+            SELECT n.nspname AS schema, c.relname AS name FROM pg_class c
             JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind = 'm' AND c.relispopulated AND n.nspname = ANY(%(schemas)s) ORDER BY 1""", p)],
+            WHERE c.relkind = 'm' AND c.relispopulated AND n.nspname = ANY(%(schemas)s) ORDER BY 1, 2""", p),
         "app_triggers": _rows(conn, """
             SELECT t.oid, tn.nspname AS schema, c.relname AS table, t.tgname AS name,
                    pg_get_triggerdef(t.oid) AS definition, t.tgenabled::text AS enabled

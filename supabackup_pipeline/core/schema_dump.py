@@ -74,7 +74,8 @@ def dump_command(db_url: str, schemas: list[str], target: Path, snapshot_id: str
     conninfo, env = client_connection(db_url)
     cmd = [pg_dump, "--format=custom", "--schema-only", "--file", str(target), "--dbname", conninfo]
     cmd += [f"--snapshot={snapshot_id}"] if snapshot_id else []
-    cmd += [f"--schema={s}" for s in schemas]
+    # double-quoted: pg_dump reads -n as a pattern (unquoted names are folded to lower case, * and ? match)
+    cmd += ['--schema="{}"'.format(s.replace('"', '""')) for s in schemas]
     return cmd, env
 
 

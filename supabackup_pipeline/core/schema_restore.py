@@ -38,7 +38,7 @@ from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.live_schema import LiveObject, dependents, live_objects
 from supabackup_pipeline.core.pg_types import quote_ident
 from supabackup_pipeline.core.schema_catalog import SCHEMA_CATALOG, read_schema_catalog
-from supabackup_pipeline.core.schema_dump import SCHEMA_DUMP, Entry, compare_entries, read_entries
+from supabackup_pipeline.core.schema_dump import GRANTS, SCHEMA_DUMP, Entry, compare_entries, read_entries
 
 Log = Callable[[str], None]
 _ENABLE = {"O": "ENABLE TRIGGER", "A": "ENABLE ALWAYS TRIGGER", "R": "ENABLE REPLICA TRIGGER", "D": "DISABLE TRIGGER"}
@@ -244,7 +244,9 @@ def _fallback_owners(conn, entries: list[Entry]) -> set[str]:
 def _note_plan(plan: SchemaPlan, conn) -> None:
     role = conn.execute("SELECT current_user").fetchone()[0]
     for owner in sorted(plan.fallback_owners):
-        objects = sum(1 for e in plan.entries if e.owner == owner)
+        objects = sum(1 for e in plan.entries if e.owner == owner and e.kind not in GRANTS)
+        if not objects:
+            continue
         plan.notes.append(f"owner {owner} of {objects} object(s) does not exist here or may not be assigned"
                           f" by {role}: they will be owned by {role}")
     for part in plan.new_partitions:
@@ -320,6 +322,8 @@ def _acl_grantee(item: str) -> str:
 
 def _entry_sql(entry: Entry, plan: SchemaPlan) -> str:
     """An entry's SQL as this database can run it."""
+    if entry.kind == "DEFAULT ACL" and entry.owner in plan.fallback_owners:
+        return ""  # another role's default privileges (supabase_admin's in public): not ours to change
     sql = _AUTHORIZATION.sub("", entry.sql)  # grants by other grantors: made by this role instead
     if entry.kind == "SCHEMA" and entry.name in plan.existing_schemas:
         sql = re.sub(r"^CREATE SCHEMA [^;]*;\s*", "", sql)
@@ -348,8 +352,10 @@ def _run_entries(conn, plan: SchemaPlan, section: str) -> None:
 def finish(conn: psycopg.Connection, plan: SchemaPlan, log: Log) -> None:
     """Everything after the data: post-data, materialized views, publications, grants, app objects."""
     _run_entries(conn, plan, "post-data")
-    for name in plan.catalog["populated_matviews"]:
-        conn.execute(f"REFRESH MATERIALIZED VIEW {name}")
+    populated = {(m["schema"], m["name"]) for m in plan.catalog["populated_matviews"]}
+    for entry in plan.entries:  # in pg_restore's order: a view over another view comes after it
+        if entry.kind == "MATERIALIZED VIEW" and (entry.schema, entry.name) in populated:
+            conn.execute(f"REFRESH MATERIALIZED VIEW {TableRef(entry.schema, entry.name).sql}")
     _restore_publications(conn, plan)
     _reset_grants(conn, plan)
     _run_entries(conn, plan, "grants")
