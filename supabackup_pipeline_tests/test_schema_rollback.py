@@ -200,15 +200,18 @@ def test_users_only_restore_still_refuses_to_empty_app_tables(app):
 
 def test_owners_the_new_project_lacks_fall_back_to_the_restoring_role(project_db_url, tmp_path):
     """An owner that does not exist in the target, or that postgres may not assign (supabase_admin
-    on hosted Supabase), is a plan note and the object is owned by postgres: never a crash halfway."""
+    on hosted Supabase), is a plan note and the object is owned by postgres; grants to roles the
+    target lacks are left out with a note: never a crash halfway."""
     with psycopg.connect(superuser_url_for(project_db_url), autocommit=True) as conn:
         conn.execute("""
             CREATE ROLE app_reporting NOLOGIN;
+            CREATE ROLE app_reporting_readers NOLOGIN;
             CREATE SCHEMA owners AUTHORIZATION postgres;
             CREATE TABLE owners.report (id int PRIMARY KEY, body text);
             INSERT INTO owners.report VALUES (1, 'quarterly');
             ALTER TABLE owners.report OWNER TO app_reporting;
             GRANT ALL ON owners.report TO postgres;
+            GRANT SELECT ON owners.report TO app_reporting_readers;
             CREATE FUNCTION owners.version() RETURNS text LANGUAGE sql AS $$ SELECT 'v1' $$;
             ALTER FUNCTION owners.version() OWNER TO supabase_admin;
         """)
@@ -223,6 +226,7 @@ def test_owners_the_new_project_lacks_fall_back_to_the_restoring_role(project_db
             restore_plan = plan_database_restore(conn, tmp_path, manifest, ["database"])
         notes = " ".join(restore_plan.to_json()["schema"]["notes"])
         assert "owner app_reporting" in notes and "owner supabase_admin" in notes
+        assert "grants to role(s) that do not exist here are left out: app_reporting_readers" in notes
         apply_database_restore(target, restore_plan, tmp_path, log=lambda _: None)
         with psycopg.connect(target) as conn:
             assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'owners.report'::regclass"

@@ -44,6 +44,9 @@ Log = Callable[[str], None]
 _ENABLE = {"O": "ENABLE TRIGGER", "A": "ENABLE ALWAYS TRIGGER", "R": "ENABLE REPLICA TRIGGER", "D": "DISABLE TRIGGER"}
 _AUTHORIZATION = re.compile(r"^(SET|RESET) SESSION AUTHORIZATION.*$", re.M)
 _RELATION_ENTRIES = {"TABLE", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "FOREIGN TABLE"}
+# pg_dump writes one grantee per statement: `GRANT … TO role;`, `REVOKE … FROM role;`
+_GRANTEE = re.compile(r'^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .* (?:TO|FROM) ("(?:[^"]|"")*"|[^\s;"]+)'
+                      r'(?: WITH GRANT OPTION)?;$', re.M)
 
 
 class SchemaRestoreRefused(SupabackupError):
@@ -82,6 +85,7 @@ class SchemaPlan:
     existing_schemas: set[str]
     missing_extensions: list[dict]
     fallback_owners: set[str]
+    missing_grantees: set[str]  # roles granted to in the backup that do not exist here
     app: AppObjects
     changes: list[dict]
     notes: list[str] = field(default_factory=list)
@@ -123,7 +127,7 @@ def plan_schema_restore(conn: psycopg.Connection, root: Path, schemas: list[str]
         new_tables=sorted(o.qualified for o in new), new_partitions=new_partitions,
         existing_schemas={s["name"] for s in now["schemas"]},
         missing_extensions=_missing_extensions(conn, catalog, now),
-        fallback_owners=_fallback_owners(conn, entries), app=app,
+        fallback_owners=_fallback_owners(conn, entries), missing_grantees=_missing_grantees(conn, entries), app=app,
         changes=compare_entries(entries, live) if live is not None else [],
     )
     _note_plan(plan, conn)
@@ -241,6 +245,17 @@ def _fallback_owners(conn, entries: list[Entry]) -> set[str]:
     return {owner for owner, assignable in rows if not assignable}
 
 
+def _role_name(text: str) -> str:
+    return text[1:-1].replace('""', '"') if text.startswith('"') else text
+
+
+def _missing_grantees(conn, entries: list[Entry]) -> set[str]:
+    named = {_role_name(m) for e in entries if e.kind in GRANTS for m in _GRANTEE.findall(e.sql)} - {"PUBLIC"}
+    rows = conn.execute("SELECT r FROM unnest(%s::text[]) r WHERE NOT EXISTS"
+                        " (SELECT 1 FROM pg_roles WHERE rolname = r)", (sorted(named),)).fetchall()
+    return {r[0] for r in rows}
+
+
 def _note_plan(plan: SchemaPlan, conn) -> None:
     role = conn.execute("SELECT current_user").fetchone()[0]
     for owner in sorted(plan.fallback_owners):
@@ -249,6 +264,8 @@ def _note_plan(plan: SchemaPlan, conn) -> None:
             continue
         plan.notes.append(f"owner {owner} of {objects} object(s) does not exist here or may not be assigned"
                           f" by {role}: they will be owned by {role}")
+    if plan.missing_grantees:
+        plan.notes.append(f"grants to role(s) that do not exist here are left out: {', '.join(sorted(plan.missing_grantees))}")
     for part in plan.new_partitions:
         plan.notes.append(f"partition {part.qualified} was added to {part.partition_of} after the backup: its rows"
                           " were written since the backup and go with it (the safety backup keeps them)")
@@ -329,6 +346,8 @@ def _entry_sql(entry: Entry, plan: SchemaPlan) -> str:
         sql = re.sub(r"^CREATE SCHEMA [^;]*;\s*", "", sql)
     if entry.kind in ("FUNCTION", "PROCEDURE"):
         sql = re.sub(rf"^CREATE {entry.kind}", f"CREATE OR REPLACE {entry.kind}", sql)
+    if entry.kind in GRANTS and plan.missing_grantees:
+        sql = _GRANTEE.sub(lambda m: "" if _role_name(m[1]) in plan.missing_grantees else m[0], sql)
     for owner in plan.fallback_owners:
         sql = re.sub(rf"^ALTER [^\n]* OWNER TO {re.escape(quote_ident(owner))};$|"
                      rf"^ALTER [^\n]* OWNER TO {re.escape(owner)};$", "", sql, flags=re.M)
