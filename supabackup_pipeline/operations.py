@@ -339,5 +339,5 @@ def refresh_tables() -> list[str]:
         raise ConfigError("SUPABACKUP_SCHEMAS is empty")
     with connect(db_url) as conn:
         tables = list_tables(conn, schemas)
-    update_catalog(_store().state_dir, tables=[[t.schema, t.name] for t in tables])
+    update_catalog(_store(must_exist=False).state_dir, tables=[[t.schema, t.name] for t in tables])
     return [t.qualified for t in tables]
