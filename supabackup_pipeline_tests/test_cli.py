@@ -231,6 +231,13 @@ def test_show_list_and_the_dry_run_read_as_tables_with_content_changes(env, seed
         plan = json.loads(cli(["rollback", backup_id, "--dry-run", "--components", "database", "--json"], env).stdout)
         changed = {t["table"]: t["content_changed"] for t in plan["plan"]["database"]["tables"]}
         assert changed == {"public.items": True, "public.notes": False}
+
+        done = cli(["rollback", backup_id, "--yes", "--no-safety-backup", "--components", "database"], env)
+        assert done.returncode == 0, done.stderr
+        assert "{" not in done.stdout and f"Rollback to {backup_id}: restored" in done.stdout
+        assert re.search(r"^Restored 2 table\(s\), 70 rows; post-validated by ", done.stdout, re.M), done.stdout
+        with psycopg.connect(seeded) as db:
+            assert db.execute("SELECT name FROM public.items WHERE id = 7").fetchone() == ("item 7",)
     finally:
         with psycopg.connect(seeded, autocommit=True) as db:
             db.execute("UPDATE public.items SET name = 'item 7' WHERE id = 7")
