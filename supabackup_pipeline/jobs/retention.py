@@ -180,18 +180,32 @@ def prune_after_backup(context: dg.RunStatusSensorContext):
     return dg.RunRequest(run_key=f"prune-after-{context.dagster_run.run_id}")
 
 
-@dg.run_failure_sensor(
-    monitor_all_code_locations=True, default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a failed backup, remove its staging folder and its partition (nothing was published).",
-)
-def discard_failed_backup(context: dg.RunFailureSensorContext, backups: BackupStorage):
+def _discard_ended_backup(context: dg.RunStatusSensorContext, backups: BackupStorage) -> None:
+    """A backup run that ended without publishing: its staging folder and partition go."""
     partition = context.dagster_run.tags.get("dagster/partition")
     if not is_backup_run(context.dagster_run) or not partition:
         return
     if not is_backup_id(partition):
         forget_partition(context.instance, partition)
     elif discard_unpublished(context.instance, backups.store(), partition):
-        context.log.info(f"removed the staging folder and partition of failed backup {partition}")
+        context.log.info(f"removed the staging folder and partition of backup {partition} (its run ended unpublished)")
+
+
+@dg.run_failure_sensor(
+    monitor_all_code_locations=True, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a failed backup, remove its staging folder and its partition (nothing was published).",
+)
+def discard_failed_backup(context: dg.RunFailureSensorContext, backups: BackupStorage):
+    _discard_ended_backup(context, backups)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED, monitor_all_code_locations=True,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a canceled backup, remove its staging folder and its partition (nothing was published).",
+)
+def discard_canceled_backup(context: dg.RunStatusSensorContext, backups: BackupStorage):
+    _discard_ended_backup(context, backups)
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
