@@ -55,15 +55,17 @@ def cmd_stack(args) -> int:
         info = stack.load_running()
         if info is None:
             raise SupabackupError("no local stack is running: start it with `supabackup stack up`")
-        print(stack.shell_exports(_with_backup_path(info.env())))
+        print(stack.shell_exports(_with_backup_path(info.env(), starting=False)))
     return 0
 
 
-def _with_backup_path(env: dict[str, str]) -> dict[str, str]:
-    """The stack's environment plus the BACKUP_PATH its UI and demo use (remembered by the stack)."""
+def _with_backup_path(env: dict[str, str], starting: bool = True) -> dict[str, str]:
+    """The stack's environment plus the BACKUP_PATH its UI and demo use: the one set when starting
+    (remembered by the stack), so that `stack env` in any folder prints it."""
     from supabackup_pipeline.dev import stack
 
-    return {**env, "BACKUP_PATH": stack.backup_path(os.environ.get("BACKUP_PATH"))}
+    given = os.environ.get("BACKUP_PATH") if starting else None
+    return {**env, "BACKUP_PATH": stack.backup_path(given)}
 
 
 def _stack_environment() -> dict[str, str]:
@@ -170,7 +172,7 @@ def _print_unpublished(extra: dict) -> None:
 
 def cmd_list(args) -> int:
     from supabackup_pipeline.console import human_size, join_names, render_table
-    from supabackup_pipeline.operations import _store, list_backups, list_unpublished
+    from supabackup_pipeline.operations import backup_folder, list_backups, list_unpublished
 
     backups = list_backups()
     extra = list_unpublished() if args.all else None
@@ -178,7 +180,7 @@ def cmd_list(args) -> int:
         print_json({"backups": backups, **extra} if extra is not None else backups)
         return EXIT_OK
     if not backups:
-        print(f"no backups yet in {_store().root}")
+        print(f"no backups yet in {backup_folder()}")
     else:
         rows = [[b["backup_id"], b["status"], human_size(b["total_size"]), _age(b["backup_id"]),
                  join_names(b["components"]), _verified(b), b["description"]] for b in backups]

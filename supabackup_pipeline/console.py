@@ -111,6 +111,21 @@ def render_storage_plan(storage: dict, limit: int = 20) -> list[str]:
     return StorageRestorePlan.from_dict(storage).describe(limit=limit).splitlines()
 
 
+def render_outcome(report: dict) -> list[str]:
+    """What a real rollback did: tables restored and how they were validated, storage transfers."""
+    lines = []
+    tables = (report.get("database") or {}).get("tables") or []
+    if tables:
+        checks = sorted({t.get("validated_by") or "?" for t in tables})
+        lines.append(f"Restored {len(tables)} table(s), {sum(t.get('rows', 0) for t in tables)} rows;"
+                     f" post-validated by {join_names(checks)}")
+    storage = report.get("storage") or {}
+    if storage:
+        lines.append(f"Storage: {storage.get('uploaded', 0)} object(s) uploaded ({human_size(storage.get('uploaded_bytes'))}),"
+                     f" {storage.get('deleted', 0)} deleted, {storage.get('buckets_created', 0)} bucket(s) created")
+    return lines
+
+
 def render_rollback(report: dict) -> str:
     """A rollback's (or dry run's) report for people: outcome, plan, safety backup, timings."""
     dry = report.get("dry_run")
@@ -122,6 +137,7 @@ def render_rollback(report: dict) -> str:
         lines += render_database_plan(plan["database"])
     if plan.get("storage"):
         lines += render_storage_plan(plan["storage"])
+    lines += render_outcome(report)
     if report.get("safety_backup"):
         lines.append(f"Safety backup {report['safety_backup']} (undo with `supabackup rollback {report['safety_backup']}`)")
     if report.get("steps"):

@@ -19,7 +19,10 @@ from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.discovery_cache import read_catalog
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.jobs.backup import backup_job, backup_schedule
-from supabackup_pipeline.jobs.retention import delete_backup_job, discard_failed_backup, prune_after_backup, prune_job
+from supabackup_pipeline.jobs.retention import (
+    delete_backup_job, discard_canceled_backup, discard_failed_backup, prune_after_backup, prune_job,
+    reject_invalid_partitions,
+)
 from supabackup_pipeline.jobs.rollback import rollback_job
 from supabackup_pipeline.jobs.validate import validate_backup_job
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
@@ -36,7 +39,7 @@ def build_definitions(backup_path: str | None = None) -> dg.Definitions:
         assets=[*live_table_specs(tables), database_dump, storage_mirror, manifest],
         asset_checks=[build_integrity_checks(tables, catalog["buckets"])],
         jobs=[backup_job, validate_backup_job, rollback_job, delete_backup_job, prune_job],
-        sensors=[prune_after_backup, discard_failed_backup],
+        sensors=[prune_after_backup, discard_failed_backup, discard_canceled_backup, reject_invalid_partitions],
         schedules=[backup_schedule],
         resources={
             "database": SupabaseDatabase(

@@ -15,10 +15,9 @@ from supabackup_pipeline.core.backup_id import unique_backup_id, validate_backup
 from supabackup_pipeline.core.catalog import list_tables
 from supabackup_pipeline.core.discovery_cache import update_catalog
 from supabackup_pipeline.core.errors import REFUSAL_CLASSES, ConfigError
-from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.rollback_history import rollback_history
+from supabackup_pipeline.core.snapshot import connect, utc_now
 from supabackup_pipeline.core.store import BackupStore
-from supabackup_pipeline.core.snapshot import utc_now
 from supabackup_pipeline.core.verify import last_quick_check, last_verification, shown_status
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 from supabackup_pipeline.resources.supabase import check_db_url
@@ -40,7 +39,6 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=NO_CAPTURE))
 
 
-NOT_SET = "is not set: see the README's configuration section"
 VERBOSE_ENV = "SUPABACKUP_VERBOSE"  # set by `--verbose`: Dagster's event log on the console
 
 
@@ -55,7 +53,7 @@ def _store(must_exist: bool = True) -> BackupStore:
 def _check_env(components: list[str]) -> None:
     """Fail before any run or partition is created when configuration is missing or malformed,
     naming every variable at fault at once."""
-    from supabackup_pipeline.resources.supabase import check_supabase_url, require
+    from supabackup_pipeline.resources.supabase import NOT_SET, check_supabase_url, require
 
     checks = []
     if {"database", "users"} & set(components):
@@ -75,7 +73,7 @@ def _check_env(components: list[str]) -> None:
                 problems.append(message)
     if unset:
         names = ", ".join(unset[:-1]) + (" and " if len(unset) > 1 else "") + unset[-1]
-        problems.insert(0, f"{names} {'is' if len(unset) == 1 else 'are'} not set: see the README's configuration section")
+        problems.insert(0, f"{names} {'is' if len(unset) == 1 else 'are'} {NOT_SET}")
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -140,7 +138,6 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
 def run_backup(description: str = "", components: list[str] | None = None,
                instance: dg.DagsterInstance | None = None, extra_tags: dict | None = None) -> dict:
     from supabackup_pipeline.definitions import build_definitions
-
     from supabackup_pipeline.jobs.retention import discard_unpublished
 
     components = components or ["database", "users", "storage"]
@@ -296,6 +293,11 @@ def list_backups() -> list[dict]:
                     "status": shown_status(root, m.get("status")), "made_status": m.get("status"),
                     "last_verified_at": last.get("verified_at"), "last_verify_valid": last.get("valid")})
     return out
+
+
+def backup_folder() -> Path:
+    """BACKUP_PATH, resolved (an error if it was set and does not exist)."""
+    return _store().root
 
 
 def list_unpublished() -> dict:

@@ -263,6 +263,8 @@ def test_kill_9_mid_backup_leaves_no_backup_folder_and_the_next_backup_works(env
         proc.wait()
         assert set(store.backup_ids()) == before  # nothing half-written under a backup ID
         assert not any((store.root / p.name).exists() for p in store.staging_root.iterdir())
+        left = store.staging_ids()
+        assert len(left) == 1 and store.stale_staging() == left  # its owner (the CLI process) is gone
         result = run_backup(components=["database"])
         assert result["status"] == "valid"
         assert len(set(store.backup_ids()) - before) == 1

@@ -18,7 +18,7 @@ from supabackup_pipeline.console import render_database_plan
 from supabackup_pipeline.core.content_check import TableProbe, content_changes, probes_from_plan
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.dev.stack import service_role_key
-from supabackup_pipeline.jobs.retention import discard_failed_backup
+from supabackup_pipeline.jobs.retention import discard_canceled_backup, discard_failed_backup
 from supabackup_pipeline.operations import run_backup
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 from supabackup_pipeline.resources import BackupStorage
@@ -142,7 +142,9 @@ def test_list_all_and_prune_find_and_clean_what_dead_runs_left(env):
     assert partitions(env) == [running]
 
 
-def test_the_failure_sensor_removes_what_a_failed_ui_backup_left(tmp_path):
+@pytest.mark.parametrize("sensor, event", [(discard_failed_backup, "PIPELINE_FAILURE"),
+                                           (discard_canceled_backup, "PIPELINE_CANCELED")])
+def test_the_sensors_remove_what_a_failed_or_canceled_ui_backup_left(tmp_path, sensor, event):
     store = BackupStore(tmp_path)
     backup_id = "20260103T000000Z"
     store.start(backup_id)
@@ -151,12 +153,13 @@ def test_the_failure_sensor_removes_what_a_failed_ui_backup_left(tmp_path):
         run = instance.create_run_for_job(dg.JobDefinition(graph_def=dg.GraphDefinition(name="backup_job", node_defs=[])),
                                           tags={"dagster/partition": backup_id})
         context = dg.build_run_status_sensor_context(
-            sensor_name="discard_failed_backup", dagster_instance=instance, dagster_run=run,
-            dagster_event=dg.DagsterEvent(event_type_value="PIPELINE_FAILURE", job_name="backup_job"),
+            sensor_name=sensor.name, dagster_instance=instance, dagster_run=run,
+            dagster_event=dg.DagsterEvent(event_type_value=event, job_name="backup_job"),
             resources={"backups": BackupStorage(backup_path=str(tmp_path))},
-        ).for_run_failure()
-        discard_failed_backup(context)
-        assert store.staging_ids() == [] and not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
+        )
+        sensor(context.for_run_failure() if event == "PIPELINE_FAILURE" else context)
+        assert store.staging_ids() == [] and not store.owner_file(backup_id).exists()
+        assert not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
 
 
 # ------------------------------------------------------------------ honest status, exit codes
@@ -231,6 +234,13 @@ def test_show_list_and_the_dry_run_read_as_tables_with_content_changes(env, seed
         plan = json.loads(cli(["rollback", backup_id, "--dry-run", "--components", "database", "--json"], env).stdout)
         changed = {t["table"]: t["content_changed"] for t in plan["plan"]["database"]["tables"]}
         assert changed == {"public.items": True, "public.notes": False}
+
+        done = cli(["rollback", backup_id, "--yes", "--no-safety-backup", "--components", "database"], env)
+        assert done.returncode == 0, done.stderr
+        assert "{" not in done.stdout and f"Rollback to {backup_id}: restored" in done.stdout
+        assert re.search(r"^Restored 2 table\(s\), 70 rows; post-validated by ", done.stdout, re.M), done.stdout
+        with psycopg.connect(seeded) as db:
+            assert db.execute("SELECT name FROM public.items WHERE id = 7").fetchone() == ("item 7",)
     finally:
         with psycopg.connect(seeded, autocommit=True) as db:
             db.execute("UPDATE public.items SET name = 'item 7' WHERE id = 7")

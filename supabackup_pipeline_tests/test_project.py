@@ -104,6 +104,8 @@ def test_demo_backs_up_damages_rolls_back_and_verifies(tmp_path):
         assert "every table, user and file is back" in done.stdout
         for step in ("seed", "backup", "damage", "rollback", "verify"):
             assert re.search(rf"^\s+{step}\s+[\d.]+ s$", done.stdout, re.M), done.stdout
+        assert "telemetry:\n  enabled: false" in (tmp_path / "home" / "dagster.yaml").read_text()
+        assert " - DEBUG - " not in done.stdout + done.stderr and "Traceback" not in done.stderr
     finally:
         subprocess.run([sys.executable, "-m", "supabackup_pipeline", "stack", "down"], env=env, timeout=60)
 

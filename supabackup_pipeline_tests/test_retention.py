@@ -123,3 +123,44 @@ def test_the_sensor_requests_a_prune_after_each_successful_backup():
         )
         request = prune_after_backup(context)
         assert isinstance(request, dg.RunRequest) and request.run_key == f"prune-after-{run.run_id}"
+
+
+def test_a_backup_taken_with_the_cli_triggers_the_prune_sensor(backup_env, tmp_path, monkeypatch):
+    """The daemon evaluates the sensor against the code location; CLI runs are in-process runs
+    with no code location, and they must count too (cron + `supabackup backup`)."""
+    from supabackup_pipeline.definitions import build_definitions
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    defs = build_definitions(backup_env["BACKUP_PATH"])
+    instance = dg.DagsterInstance.get()
+    first = prune_after_backup.evaluate_tick(_daemon_sensor_context(instance, defs))
+    assert not first.run_requests  # the first tick only sets the cursor
+    result = run_backup(components=["database"], instance=instance)
+    assert result["status"] == "valid"
+    tick = prune_after_backup.evaluate_tick(_daemon_sensor_context(instance, defs, first.cursor))
+    assert [r.run_key for r in tick.run_requests] == [f"prune-after-{result['run_id']}"]
+
+
+def _daemon_sensor_context(instance, defs, cursor=None):
+    """A sensor context as the daemon builds it: the sensor lives in a code location."""
+    from dagster._core.definitions.sensor_definition import SensorEvaluationContext
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(python_file=None, module_name="supabackup_pipeline.definitions"),
+        location_name="supabackup_pipeline.definitions")
+    repository = defs.get_repository_def()
+    return SensorEvaluationContext(instance_ref=None, cursor=cursor, repository_name=repository.name,
+                                   repository_def=repository, instance=instance, code_location_origin=origin)
+
+
+def test_partitions_that_are_not_backup_ids_are_removed_early_with_the_expected_format():
+    from supabackup_pipeline.jobs.retention import reject_invalid_partitions
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, ["before-migration", "20261127T174302Z"])
+        result = reject_invalid_partitions.evaluate_tick(dg.build_sensor_context(instance=instance))
+        assert instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME) == ["20261127T174302Z"]
+        assert "'before-migration'" in result.skip_message and "20261127T174302Z" in result.skip_message

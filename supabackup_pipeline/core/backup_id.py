@@ -52,3 +52,12 @@ def validate_backup_id(value: object) -> str:
 
 def backup_id_time(backup_id: str) -> datetime:
     return datetime.strptime(validate_backup_id(backup_id)[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+def is_backup_id(value: object) -> bool:
+    """True if `value` is a well-formed backup ID (see `validate_backup_id`)."""
+    try:
+        validate_backup_id(value)
+    except InvalidBackupId:
+        return False
+    return True

@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from supabackup_pipeline.core.backup_id import validate_backup_id
+from supabackup_pipeline.core.backup_id import is_backup_id, validate_backup_id
 from supabackup_pipeline.core.errors import BackupNotFound, SupabackupError
 from supabackup_pipeline.core.files import make_private_dir, write_json
 from supabackup_pipeline.core.staging import OWNER_SUFFIX, claim, owner_alive
@@ -69,7 +69,7 @@ class BackupStore:
         """Backups being staged (or left behind by runs that died), oldest first."""
         if not self.staging_root.is_dir():
             return []
-        return sorted(p.name for p in self.staging_root.iterdir() if p.is_dir() and _is_backup_id(p.name))
+        return sorted(p.name for p in self.staging_root.iterdir() if p.is_dir() and is_backup_id(p.name))
 
     def staging_alive(self, backup_id: str) -> bool:
         """True while the run that holds the staging folder may still write it."""
@@ -130,15 +130,7 @@ class BackupStore:
         """Published backups, oldest first (IDs sort by time)."""
         if not self.root.is_dir():
             return []
-        return sorted(c.name for c in self.root.iterdir() if _is_backup_id(c.name) and (c / MANIFEST).is_file())
-
-
-def _is_backup_id(name: str) -> bool:
-    try:
-        validate_backup_id(name)
-    except ValueError:
-        return False
-    return True
+        return sorted(c.name for c in self.root.iterdir() if is_backup_id(c.name) and (c / MANIFEST).is_file())
 
 
 def _fsync_dir(path: Path) -> None:

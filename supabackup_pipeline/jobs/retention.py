@@ -9,8 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from supabackup_pipeline.assets.keys import MANIFEST_KEY
-from supabackup_pipeline.core.backup_id import backup_id_time, validate_backup_id
-from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.backup_id import backup_id_time, is_backup_id, validate_backup_id
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.core.retention import RetentionPolicy, delete_backup_files, plan_retention
 from supabackup_pipeline.jobs.backup import backup_job
@@ -31,11 +30,11 @@ def forget_in_dagster(instance: dg.DagsterInstance, asset_keys, backup_id: str) 
         except NotImplementedError:
             wiped = False
             break
-    if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
-        instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
+    forget_partition(instance, backup_id)
     return wiped
 
 
+EXAMPLE_ID = "20261127T174302Z"
 UNLAUNCHED_GRACE_S = 3600  # a partition with no backup, no staging and no run: kept this long
 UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
@@ -46,9 +45,14 @@ def discard_unpublished(instance: dg.DagsterInstance, store: BackupStore, backup
     if store.exists(backup_id):
         return False
     store.discard(backup_id)
-    if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id):
-        instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
+    forget_partition(instance, backup_id)
     return True
+
+
+def forget_partition(instance: dg.DagsterInstance, key: str) -> None:
+    if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, key):
+        instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, key)
+
 
 
 def _has_unfinished_run(instance: dg.DagsterInstance, partition: str) -> bool:
@@ -58,9 +62,7 @@ def _has_unfinished_run(instance: dg.DagsterInstance, partition: str) -> bool:
 
 def _orphan_reason(instance: dg.DagsterInstance, store: BackupStore, key: str) -> str | None:
     """Why a partition with no published backup is left over, or None while a run may still use it."""
-    try:
-        validate_backup_id(key)
-    except SupabackupError:
+    if not is_backup_id(key):
         return "not a backup ID"
     if key in store.staging_ids():
         return None if store.staging_alive(key) else "its run died before publishing"
@@ -87,8 +89,7 @@ def clean_leftovers(instance: dg.DagsterInstance, store: BackupStore, leftovers:
     for backup_id in leftovers["stale_staging"]:
         store.discard(backup_id)
     for key in leftovers["orphan_partitions"]:
-        if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, key):
-            instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, key)
+        forget_partition(instance, key)
 
 
 def _backup_asset_keys(backups: BackupStorage) -> list[dg.AssetKey]:
@@ -162,20 +163,58 @@ def prune_job():
     prune_backups()
 
 
+def is_backup_run(run: dg.DagsterRun) -> bool:
+    """A backup_job run, launched from anywhere: the UI, a schedule or the CLI (in-process runs have no
+    code location, so the sensors below watch every run and pick these by name)."""
+    return run.job_name == backup_job.name
+
+
 @dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[backup_job], request_job=prune_job,
+    run_status=dg.DagsterRunStatus.SUCCESS, monitor_all_code_locations=True, request_job=prune_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After each successful backup, apply the retention policy.",
+    description="After each successful backup (UI, schedule or CLI), apply the retention policy.",
 )
 def prune_after_backup(context: dg.RunStatusSensorContext):
+    if not is_backup_run(context.dagster_run):
+        return dg.SkipReason(f"{context.dagster_run.job_name} is not a backup")
     return dg.RunRequest(run_key=f"prune-after-{context.dagster_run.run_id}")
 
 
+def _discard_ended_backup(context: dg.RunStatusSensorContext, backups: BackupStorage) -> None:
+    """A backup run that ended without publishing: its staging folder and partition go."""
+    partition = context.dagster_run.tags.get("dagster/partition")
+    if not is_backup_run(context.dagster_run) or not partition:
+        return
+    if not is_backup_id(partition):
+        forget_partition(context.instance, partition)
+    elif discard_unpublished(context.instance, backups.store(), partition):
+        context.log.info(f"removed the staging folder and partition of backup {partition} (its run ended unpublished)")
+
+
 @dg.run_failure_sensor(
-    monitored_jobs=[backup_job], default_status=dg.DefaultSensorStatus.RUNNING,
+    monitor_all_code_locations=True, default_status=dg.DefaultSensorStatus.RUNNING,
     description="After a failed backup, remove its staging folder and its partition (nothing was published).",
 )
 def discard_failed_backup(context: dg.RunFailureSensorContext, backups: BackupStorage):
-    partition = context.dagster_run.tags.get("dagster/partition")
-    if partition and discard_unpublished(context.instance, backups.store(), validate_backup_id(partition)):
-        context.log.info(f"removed the staging folder and partition of failed backup {partition}")
+    _discard_ended_backup(context, backups)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED, monitor_all_code_locations=True,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a canceled backup, remove its staging folder and its partition (nothing was published).",
+)
+def discard_canceled_backup(context: dg.RunStatusSensorContext, backups: BackupStorage):
+    _discard_ended_backup(context, backups)
+
+
+@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Remove partitions that are not backup IDs (e.g. typed into the UI's Add partition).")
+def reject_invalid_partitions(context: dg.SensorEvaluationContext):
+    invalid = [k for k in context.instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME) if not is_backup_id(k)]
+    for key in invalid:
+        forget_partition(context.instance, key)
+    if invalid:
+        return dg.SkipReason(f"removed partition(s) {', '.join(map(repr, invalid))}: a partition is a backup ID,"
+                             f" a UTC timestamp like {EXAMPLE_ID} (optionally with a -xxxx hex suffix)")
+    return dg.SkipReason("every partition is a backup ID")

@@ -38,8 +38,8 @@ def verify_backup_files(context: dg.OpExecutionContext, config: VerifyConfig, ba
             description=f"backup {backup_id} is NOT valid: " + "; ".join(str(p) for p in report.problems[:20]),
             metadata=metadata,
         )
-    outcome = "sizes OK (quick: content not read)" if report.quick else "valid"
-    context.log.info(f"backup {backup_id}: {outcome} ({report.files_checked} files, {report.bytes_read} bytes read)")
+    outcome = "has every file with its size (quick: content not read, so not called valid)" if report.quick else "is valid"
+    context.log.info(f"backup {backup_id} {outcome} ({report.files_checked} files, {report.bytes_read} bytes read)")
 
 
 @dg.job(partitions_def=backup_partitions, tags={"supabackup/kind": "verify"},

@@ -10,9 +10,12 @@ from pydantic import Field
 from supabackup_pipeline.core.errors import ConfigError
 
 
+NOT_SET = "not set: see the README's configuration section"
+
+
 def require(value: str | None, variable: str) -> str:
     if value is None or not str(value).strip():
-        raise ConfigError(f"{variable} is not set: see the README's configuration section")
+        raise ConfigError(f"{variable} is {NOT_SET}")
     return str(value).strip()
 
 
