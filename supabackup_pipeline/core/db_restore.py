@@ -107,9 +107,8 @@ def plan_database_restore(
     """
     available = backup_tables(manifest, components)
     schemas = manifest.get("parts", {}).get("database", {}).get("schemas", [])
-    parents: dict[str, list[str]] = {}
+    parents = partition_leaves(root, available) if "database" in components else {}
     if tables is not None:
-        parents = partition_leaves(root, available)
         tables = _expand_parents(tables, parents)
         known = {ref.qualified for ref, _, _ in available}
         unknown = sorted(set(tables) - known)

@@ -170,12 +170,17 @@ def _settle_drops(conn, drops: list[LiveObject], kept_functions: dict[int, LiveO
         if not pulled:
             break
         drops += pulled
+    for d in found:
+        if d.owner_oid not in dropped and d.oid in managed:
+            _drop_managed(app, managed[d.oid])
+    _refuse_outside_dependents(found, dropped, {o["oid"] for o in app.drop_triggers + app.drop_policies}, by_oid)
+
+
+def _refuse_outside_dependents(found: list, dropped: set[int], managed: set[int],
+                               by_oid: dict[int, LiveObject]) -> None:
     blockers = []
     for d in found:
-        if d.owner_oid in dropped:
-            continue
-        if d.oid in managed:
-            _drop_managed(app, managed[d.oid])
+        if d.owner_oid in dropped or d.oid in managed:
             continue
         root = by_oid.get(d.root_oid)
         blockers.append(f"{d.owner} depends on {root.kind.lower() + ' ' + root.sql_name if root else d.root_oid}")
@@ -295,6 +300,11 @@ def prepare(conn: psycopg.Connection, plan: SchemaPlan, log: Log) -> None:
         conn.execute(f"DROP TRIGGER {quote_ident(trigger['name'])} ON {TableRef(trigger['schema'], trigger['table']).sql}")
     for policy in plan.app.drop_policies:
         conn.execute(f"DROP POLICY {quote_ident(policy['name'])} ON {TableRef(policy['schema'], policy['table']).sql}")
+    # checked again inside the transaction: nothing may have come to depend on them since the plan
+    dropped = {o.oid for o in plan.drops}
+    _refuse_outside_dependents(dependents(conn, sorted(dropped)), dropped,
+                               {o["oid"] for o in plan.app.drop_triggers + plan.app.drop_policies},
+                               {o.oid: o for o in plan.drops})
     _drop_objects(conn, plan.drops)
     log(f"schema: dropped {len(plan.drops)} object(s), {len(plan.kept_functions)} function(s) to replace in place")
     for function in plan.kept_functions:
