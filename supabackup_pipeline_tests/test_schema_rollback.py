@@ -235,3 +235,20 @@ def test_owners_the_new_project_lacks_fall_back_to_the_restoring_role(project_db
             assert conn.execute("SELECT owners.version()").fetchone() == ("v1",)
     finally:
         other.cluster.destroy()
+
+
+def test_an_older_backup_without_a_schema_dump_restores_rows_with_its_partitioned_table(app, tmp_path):
+    """Backups made before the schema rebuild restore rows into the existing tables; a partitioned
+    table (whose parent has foreign keys) no longer makes the full restore refuse."""
+    root = tmp_path / "older"
+    subprocess.run(["cp", "-a", str(app["root"]), str(root)], check=True)
+    (root / "database/schema.dump").unlink()
+    (root / "database/schema.json").unlink()
+    db = app["db"]
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("DELETE FROM public.events WHERE id % 2 = 0")
+    older = dict(app, root=root)
+    restore_plan = plan(db, older)
+    assert restore_plan.schema is None and "public.events" in restore_plan.truncate_parents
+    apply_database_restore(db, restore_plan, root, log=lambda _: None)
+    assert_same(state(db), app["at_backup"])

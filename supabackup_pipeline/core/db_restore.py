@@ -34,6 +34,7 @@ from supabackup_pipeline.core.fingerprint import backup_fingerprint, live_copy_s
 from supabackup_pipeline.core.pg_types import Column, quote_ident
 from supabackup_pipeline.core import schema_restore
 from supabackup_pipeline.core.project_lock import lock_project
+from supabackup_pipeline.core.schema_catalog import SUPABASE_SCHEMAS
 from supabackup_pipeline.core.schema_dump import compare_entries, live_entries
 from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.table_load import load_table
@@ -115,7 +116,9 @@ def plan_database_restore(
         if unknown:
             raise RestoreRefused(f"not in this backup (or not in the chosen components): {', '.join(unknown)}")
         available = [a for a in available if a[0].qualified in set(tables) or a[0].schema == "auth"]
-    rebuild = "database" in components and tables is None and schema_restore.has_schema_dump(root)
+    # Supabase's own schemas are never restructured: a backup that includes one restores rows only
+    rebuild = ("database" in components and tables is None and schema_restore.has_schema_dump(root)
+               and not set(schemas) & set(SUPABASE_SCHEMAS))
     steps = [_table_step(conn, root, ref, parquet, sidecar_rel) for ref, parquet, sidecar_rel in available]
     restored = {s.ref for s in steps}
 
