@@ -192,8 +192,9 @@ def verify_backup(root: Path, quick: bool = False) -> VerifyReport:
                     check.problems += check_table_dump(root, parquet_rel, sidecar_rel)
             if "storage/manifest.json" in files and "storage/manifest.json" not in broken:
                 check.problems += check_storage_manifest(root, files)
+    valid = False if check.problems else (None if quick else True)  # quick: sizes only, never "valid"
     return VerifyReport(
-        backup_id=backup_id, valid=False if check.problems else (None if quick else True), quick=quick, problems=check.problems,
+        backup_id=backup_id, valid=valid, quick=quick, problems=check.problems,
         files_checked=check.files_checked, bytes_read=check.bytes_read,
         seconds=round(time.monotonic() - started, 3), verified_at=utc_now(),
     )

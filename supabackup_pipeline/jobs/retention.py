@@ -1,6 +1,7 @@
 """Deleting backups: delete_backup_job (one backup, chosen as the partition), prune_job (the
 retention policy, plus what failed runs left behind), the sensor that prunes after every
-successful backup and the one that cleans up after a failed one."""
+successful backup, the ones that clean up after a failed or canceled one, and the one that
+removes partitions that are not backup IDs."""
 
 import os
 from datetime import datetime, timezone
@@ -10,8 +11,8 @@ from pydantic import Field
 
 from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.core.backup_id import backup_id_time, is_backup_id, validate_backup_id
-from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.core.retention import RetentionPolicy, delete_backup_files, plan_retention
+from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.jobs.backup import backup_job
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, backup_partitions
 from supabackup_pipeline.resources import BackupStorage
@@ -50,9 +51,9 @@ def discard_unpublished(instance: dg.DagsterInstance, store: BackupStore, backup
 
 
 def forget_partition(instance: dg.DagsterInstance, key: str) -> None:
+    """Remove one partition of `backup_ids` (if it is there)."""
     if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, key):
         instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, key)
-
 
 
 def _has_unfinished_run(instance: dg.DagsterInstance, partition: str) -> bool:
