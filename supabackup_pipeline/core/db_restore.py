@@ -29,7 +29,7 @@ import psycopg
 
 from supabackup_pipeline.core.catalog import TableRef, describe_table, list_tables, table_exists
 from supabackup_pipeline.core.ddl import column_sql, create_table_sql, foreign_key_sql
-from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.errors import RestoreRefused, SupabackupError
 from supabackup_pipeline.core.fingerprint import backup_fingerprint, live_copy_sha256, live_fingerprint
 from supabackup_pipeline.core.pg_types import Column, quote_ident
 from supabackup_pipeline.core import schema_restore
@@ -40,12 +40,6 @@ from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.table_load import load_table
 
 Log = Callable[[str], None]
-
-
-class RestoreRefused(SupabackupError):
-    """The restore cannot be done safely as asked; nothing was touched."""
-
-    exit_code = 2
 
 
 @dataclass

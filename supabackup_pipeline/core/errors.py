@@ -37,4 +37,9 @@ class Refused(SupabackupError):
     exit_code = 2
 
 
-REFUSAL_CLASSES = {"Refused", "RollbackRefused", "RestoreRefused", "InvalidBackupId", "BackupNotFound", "UsageError"}
+class RestoreRefused(Refused):
+    """The restore cannot be done safely as asked; nothing was touched."""
+
+
+REFUSAL_CLASSES = {"Refused", "RollbackRefused", "RestoreRefused", "SchemaRestoreRefused", "InvalidBackupId",
+                   "BackupNotFound", "UsageError"}

@@ -34,7 +34,7 @@ import psycopg
 
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.ddl import policy_sql
-from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.errors import RestoreRefused, SupabackupError
 from supabackup_pipeline.core.live_schema import LiveObject, dependents, live_objects
 from supabackup_pipeline.core.pg_types import quote_ident
 from supabackup_pipeline.core.schema_catalog import SCHEMA_CATALOG, read_schema_catalog
@@ -49,10 +49,8 @@ _GRANTEE = re.compile(r'^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .* (?:TO|FROM
                       r'(?: WITH GRANT OPTION)?;$', re.M)
 
 
-class SchemaRestoreRefused(SupabackupError):
+class SchemaRestoreRefused(RestoreRefused):
     """The schema cannot be restored without breaking something outside it; nothing was touched."""
-
-    exit_code = 2
 
 
 def has_schema_dump(root: Path) -> bool:
