@@ -18,8 +18,9 @@ Mapping names to paths, deliberately:
   entry's `path` says where each object is. Restores must read `path`, never derive it.
 - A path segment longer than 255 bytes is shortened to a prefix plus `~` and a hash.
 - A bucket whose id is `manifest.json` is stored in the folder `manifest.json~bucket`.
+(These rules live in core/storage_paths.py, which the restore reads paths with.)
 
-Downloads run in a bounded thread pool over the storage3 client's own HTTP session. They are
+Downloads run in a bounded thread pool over one HTTP client (core/storage_api.py). They are
 streamed to disk (memory stays flat whatever the object size), hashed on the way (MD5 to verify
 against the listed eTag, SHA-256 for the manifest), and retried with exponential backoff on 5xx,
 429, timeouts and connection errors. A 404 means the object was deleted after the listing: it is
@@ -37,33 +38,40 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
-import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from supabackup_pipeline.core.errors import SupabackupError, UnsafeName
 from supabackup_pipeline.core.files import make_private_dir, open_private, sha256_file, write_json
+from supabackup_pipeline.core.storage_api import (
+    ContentMismatch,
+    Log,
+    Retry,
+    StorageApi,
+    etag_md5,
+    is_not_found,
+    retrying,
+    timestamp,
+)
+from supabackup_pipeline.core.storage_paths import (
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    STORAGE_DIR,
+    bucket_dir,
+    check_bucket_name,
+    check_object_name,
+    inside,
+    plan_paths,
+)
 from supabackup_pipeline.core.store import BackupStore
 
-STORAGE_DIR = "storage"
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
-PAGE_SIZE = 1000  # list-v2's maximum page
-CHUNK = 1 << 20
-MAX_SEGMENT_BYTES = 255
-_MD5_HEX = re.compile(r"[0-9a-f]{32}")
-
-Log = Callable[[str], Any]
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "STORAGE_DIR", "BucketGone", "BucketMirror", "MirrorError", "Retry",
+           "bucket_dir", "check_bucket_name", "check_object_name", "list_buckets", "list_objects", "mirror_bucket",
+           "plan_paths", "previous_storage", "write_storage_manifest"]
 
 
 class MirrorError(SupabackupError):
@@ -74,233 +82,48 @@ class BucketGone(MirrorError):
     """The bucket was deleted after the bucket list was read (nothing to back up)."""
 
 
-@dataclass(frozen=True)
-class Retry:
-    """Exponential backoff: attempt n waits base_delay * 2**(n-1) (capped, with jitter)."""
-
-    attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
-
-
-class _HttpError(Exception):
-    """A failed response: `status` is the real one (storage-api puts it in the body of an HTTP 400)."""
-
-    def __init__(self, status: int, http_status: int, message: str) -> None:
-        super().__init__(f"HTTP {http_status} (status {status}): {message}")
-        self.status, self.http_status = status, http_status
-
-
-class _Mismatch(Exception):
-    """The downloaded bytes disagree with the listed size or eTag (retried, then fatal)."""
-
-
-def _status(exc: BaseException) -> int | None:
-    """The storage status of a storage3 StorageApiError or our _HttpError (None if not an HTTP error)."""
-    status = getattr(exc, "status", None)
-    try:
-        return int(status) if status is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, (httpx.TimeoutException, httpx.TransportError, _Mismatch)):
-        return True
-    status = _status(exc)
-    http_status = getattr(exc, "http_status", None)
-    return status is not None and (status >= 500 or status in (408, 429) or (http_status or 0) >= 500)
-
-
-def _not_found(exc: BaseException) -> bool:
-    return _status(exc) == 404
-
-
-def _retrying(what: str, fn: Callable[[], Any], retry: Retry, log: Log):
-    """Run fn, retrying transient failures; the last failure propagates."""
-    for attempt in range(1, retry.attempts + 1):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt == retry.attempts or not _transient(exc):
-                raise
-            delay = retry.delay(attempt)
-            log(f"{what}: {type(exc).__name__}: {exc}; retry {attempt}/{retry.attempts - 1} in {delay:.2f}s")
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-# ------------------------------------------------------------------ names and paths
-
-def check_bucket_name(bucket: object) -> str:
-    if not isinstance(bucket, str) or bucket in ("", ".", "..") or any(c in bucket for c in "/\\\x00"):
-        raise UnsafeName(f"refusing bucket name {bucket!r}: it cannot be a folder name inside the backup")
-    return bucket
-
-
-def bucket_dir(bucket: str) -> str:
-    """The bucket's folder under storage/ (only `manifest.json` needs escaping: it is our manifest)."""
-    check_bucket_name(bucket)
-    return bucket + "~bucket" if bucket == MANIFEST_NAME else bucket
-
-
-def check_object_name(bucket: str, name: object) -> list[str]:
-    """The name's path segments, or UnsafeName if it could write anywhere but inside the bucket's folder."""
-    def refuse(reason: str) -> UnsafeName:
-        return UnsafeName(f"bucket {bucket!r}: refusing object name {name!r} from the server: {reason};"
-                          " nothing of this bucket was written")
-
-    if not isinstance(name, str) or not name:
-        raise refuse("empty name")
-    if name.startswith("/"):
-        raise refuse("absolute path")
-    if "\\" in name:
-        raise refuse("backslash")
-    if "\x00" in name:
-        raise refuse("NUL character")
-    segments = name.split("/")
-    if any(s in ("", ".", "..") for s in segments):
-        raise refuse("empty, '.' or '..' path segment")
-    return segments
-
-
-def _fit(segment: str) -> str:
-    """A segment the file system accepts (NAME_MAX is 255 bytes): long ones become prefix~hash."""
-    raw = segment.encode()
-    if len(raw) <= MAX_SEGMENT_BYTES:
-        return segment
-    digest = hashlib.sha256(raw).hexdigest()[:16]
-    return raw[:200].decode(errors="ignore") + "~" + digest
-
-
-def plan_paths(bucket: str, names: Iterable[str]) -> dict[str, str]:
-    """Object name -> path inside the bucket folder. Refuses unsafe names; resolves file/folder clashes."""
-    paths = {name: tuple(_fit(s) for s in check_object_name(bucket, name)) for name in names}
-    taken = set(paths.values())
-    folders = {p[:i] for p in taken for i in range(1, len(p))}
-    for name in sorted(paths):
-        path = paths[name]
-        if path in folders:  # object `a` next to `a/b`: the folder keeps the plain name
-            n = 1
-            while (candidate := (*path[:-1], f"{path[-1]}~{n}")) in taken or candidate in folders:
-                n += 1
-            taken.add(candidate)
-            paths[name] = candidate
-    return {name: "/".join(path) for name, path in paths.items()}
-
-
-def _inside(root: Path, rel: str) -> Path:
-    """root/rel, after checking that it resolves inside root (belt and braces after plan_paths)."""
-    target = root / rel
-    if not target.resolve().is_relative_to(root.resolve()):
-        raise UnsafeName(f"object path {rel!r} resolves outside {root}")
-    return target
-
-
 # ------------------------------------------------------------------ listing
 
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def list_buckets(client, retry: Retry = Retry(), log: Log = print) -> list[dict]:
+def list_buckets(api: StorageApi, retry: Retry = Retry(), log: Log = print) -> list[dict]:
     """Every bucket with its settings (id, name, public, file_size_limit, allowed_mime_types, ...)."""
-    buckets = _retrying("list buckets", client.list_buckets, retry, log)
-    out = []
-    for b in buckets:
-        out.append({"id": check_bucket_name(b.id), "name": b.name, "public": b.public,
-                    "file_size_limit": b.file_size_limit, "allowed_mime_types": b.allowed_mime_types,
-                    "owner": b.owner or None, "type": getattr(b, "type", None),
-                    "created_at": _iso(b.created_at), "updated_at": _iso(b.updated_at)})
-    return sorted(out, key=lambda b: b["id"])
+    buckets = retrying("list buckets", api.list_buckets, retry, log)
+    return sorted((_bucket_settings(b) for b in buckets), key=lambda b: b["id"])
 
 
-def list_objects(client, bucket: str, retry: Retry = Retry(), log: Log = print) -> list[dict]:
+def _bucket_settings(b: dict) -> dict:
+    """The settings recorded in the manifest (an empty owner is the API's spelling of none)."""
+    return {"id": check_bucket_name(b.get("id")), "name": b.get("name"), "public": b.get("public"),
+            "file_size_limit": b.get("file_size_limit"), "allowed_mime_types": b.get("allowed_mime_types"),
+            "owner": b.get("owner") or None, "type": b.get("type"),
+            "created_at": timestamp(b.get("created_at")), "updated_at": timestamp(b.get("updated_at"))}
+
+
+def list_objects(api: StorageApi, bucket: str, retry: Retry = Retry(), log: Log = print) -> list[dict]:
     """Every object of the bucket, via list v2: recursive (no delimiter), case-exact, cursor pages."""
-    api = client.from_(bucket)
     objects: list[dict] = []
     seen: set[str] = set()
     cursor: str | None = None
     while True:
-        options: dict[str, Any] = {"limit": PAGE_SIZE, "prefix": ""}
-        if cursor:
-            options["cursor"] = cursor
         try:
-            page = _retrying(f"list bucket {bucket!r}", lambda: api.list_v2(options), retry, log)
+            page = retrying(f"list bucket {bucket!r}", lambda: api.list_page(bucket, cursor), retry, log)
         except Exception as exc:
-            if _not_found(exc):
+            if is_not_found(exc):
                 raise BucketGone(f"bucket {bucket!r} no longer exists: {exc}") from exc
             raise
         for o in page.objects:
-            if o.name in seen:
-                raise MirrorError(f"bucket {bucket!r}: the listing returned {o.name!r} twice (broken pagination)")
-            seen.add(o.name)
-            objects.append({"id": o.id, "name": o.name, "metadata": o.metadata or {},
-                            "created_at": _iso(o.created_at), "updated_at": _iso(o.updated_at)})
-        if not page.hasNext:
+            if o["name"] in seen:
+                raise MirrorError(f"bucket {bucket!r}: the listing returned {o['name']!r} twice (broken pagination)")
+            seen.add(o["name"])
+            objects.append({"id": o.get("id"), "name": o["name"], "metadata": o.get("metadata") or {},
+                            "created_at": timestamp(o.get("created_at")), "updated_at": timestamp(o.get("updated_at"))})
+        if not page.has_next:
             return objects
-        if not page.nextCursor or page.nextCursor == cursor:
+        if not page.next_cursor or page.next_cursor == cursor:
             raise MirrorError(f"bucket {bucket!r}: list v2 says there is more but gave no new cursor")
-        cursor = page.nextCursor
+        cursor = page.next_cursor
 
 
-# ------------------------------------------------------------------ HTTP (over storage3's own session)
-
-def _http_error(response: httpx.Response) -> _HttpError:
-    status, message = response.status_code, response.text[:200]
-    try:
-        body = json.loads(response.content)
-        status = int(body.get("statusCode", status))
-        message = str(body.get("message") or body.get("error") or message)
-    except (ValueError, TypeError, AttributeError):
-        pass
-    return _HttpError(status, response.status_code, message)
-
-
-class _Objects:
-    """GET object bytes and info for one bucket.
-
-    storage3's `download()` returns the whole object as bytes and un-percent-decodes names, so we
-    send the same request through the same client session, base URL and auth headers, streamed
-    and with every name segment quoted exactly. If storage3's internals ever change shape, we fall
-    back to its public `download()` / `info()`.
-    """
-
-    def __init__(self, client, bucket: str) -> None:
-        self.bucket = bucket
-        self.api = client.from_(bucket)
-        self.http = getattr(self.api, "_client", None)
-        self.base = getattr(self.api, "_base_url", None)
-        self.headers = getattr(self.api, "_headers", None)
-        self.raw = isinstance(self.http, httpx.Client) and self.base is not None and hasattr(self.base, "joinpath")
-
-    def _url(self, *parts: str, name: str) -> str:
-        return str(self.base.joinpath(*parts, self.bucket, *name.split("/")))
-
-    def info(self, name: str) -> dict:
-        if not self.raw:
-            return self.api.info(name)
-        response = self.http.get(self._url("object", "info", name=name), headers=self.headers)
-        if response.status_code >= 400:
-            raise _http_error(response)
-        return response.json()
-
-    def download(self, name: str, sink: Callable[[bytes], None]) -> None:
-        if not self.raw:
-            sink(self.api.download(name))
-            return
-        with self.http.stream("GET", self._url("object", name=name), headers=self.headers) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise _http_error(response)
-            for chunk in response.iter_bytes(CHUNK):
-                sink(chunk)
-
-
-# ------------------------------------------------------------------ mirroring
+# ------------------------------------------------------------------ results and progress
 
 @dataclass
 class BucketMirror:
@@ -325,17 +148,30 @@ class BucketMirror:
                 "downloaded_bytes": self.downloaded_bytes, "linked": self.linked, "missing": self.missing,
                 "seconds": round(self.seconds, 3)}
 
+    def record(self, entries: list[dict], downloaded_bytes: int, seconds: float) -> None:
+        """Take the objects' manifest entries and the totals they add up to."""
+        self.objects = sorted(entries, key=lambda e: e["name"])
+        self.missing = [e["name"] for e in self.objects if e.get("missing")]
+        self.bytes = sum(e["size"] for e in self.objects if not e.get("missing"))
+        self.linked = sum(1 for e in self.objects if e.get("linked"))
+        self.downloaded_bytes = downloaded_bytes
+        self.seconds = seconds
 
-class _Progress:
+
+class MirrorProgress:
+    """Objects and bytes done so far, logged every `every` seconds (shared by the download threads)."""
+
     def __init__(self, bucket: str, objects: int, total: int, log: Log, every: float) -> None:
         self.bucket, self.objects, self.total, self.log, self.every = bucket, objects, total, log, every
-        self.done = self.bytes = 0
+        self.done = self.bytes = self.downloaded = 0
         self.lock = threading.Lock()
         self.started = self.last = time.monotonic()
 
-    def add_bytes(self, n: int) -> None:
+    def add_bytes(self, n: int, downloaded: bool = False) -> None:
         with self.lock:
             self.bytes += n
+            if downloaded:
+                self.downloaded += n
 
     def object_done(self) -> None:
         with self.lock:
@@ -350,30 +186,63 @@ class _Progress:
                      f" ({mb / max(now - self.started, 1e-9):.1f} MB/s)")
 
 
-def _etag_md5(etag: Any) -> str | None:
-    """The MD5 an eTag stands for, or None (S3 multipart eTags look like "<hex>-<parts>": not an MD5)."""
-    if not isinstance(etag, str):
-        return None
-    value = etag.removeprefix("W/").strip('"').lower()
-    return value if _MD5_HEX.fullmatch(value) else None
+# ------------------------------------------------------------------ the previous backup
+
+@dataclass
+class PreviousCopies:
+    """The previous backup's files of one bucket: unchanged objects are hard-linked from them."""
+
+    folder: Path = field(default_factory=Path)
+    entries: dict[str, dict] = field(default_factory=dict)  # manifest entries by object name
+
+    @classmethod
+    def load(cls, previous: Path | None, bucket: str, log: Log) -> PreviousCopies:
+        """The previous storage/ folder's entries of `bucket` (none when there are none or they are unusable)."""
+        if previous is None:
+            return cls()
+        try:
+            data = json.loads((previous / MANIFEST_NAME).read_text())
+            entry = data["buckets"][bucket]
+            return cls(previous / entry["dir"], {o["name"]: o for o in entry["objects"] if not o.get("missing")})
+        except KeyError:
+            return cls()
+        except (OSError, ValueError, TypeError) as exc:
+            log(f"bucket {bucket!r}: previous storage manifest in {previous} unusable ({exc}); downloading everything")
+            return cls()
+
+    def same_bytes(self, listed: dict) -> dict | None:
+        """The previous entry when it has the listed object's size and eTag (None: download it)."""
+        prev = self.entries.get(listed["name"])
+        meta = listed["metadata"] or {}
+        if not prev or meta.get("eTag") is None or prev.get("etag") != meta.get("eTag") \
+                or prev.get("size") != meta.get("size"):
+            return None
+        return prev
+
+    def source(self, bucket: str, prev: dict) -> Path | None:
+        """The previous entry's file (our own, still checked like a server name)."""
+        try:
+            return self.folder / "/".join(check_object_name(bucket, prev["path"]))
+        except (UnsafeName, KeyError):
+            return None
 
 
-def _previous_objects(previous: Path | None, bucket: str, log: Log) -> tuple[Path, dict[str, dict]]:
-    """The previous backup's bucket folder and its entries by name (empty when unusable)."""
-    if previous is None:
-        return Path(), {}
-    try:
-        data = json.loads((previous / MANIFEST_NAME).read_text())
-        entry = data["buckets"][bucket]
-        return previous / entry["dir"], {o["name"]: o for o in entry["objects"] if not o.get("missing")}
-    except KeyError:
-        return Path(), {}
-    except (OSError, ValueError, TypeError) as exc:
-        log(f"bucket {bucket!r}: previous storage manifest in {previous} unusable ({exc}); downloading everything")
-        return Path(), {}
+# ------------------------------------------------------------------ one bucket
+
+def _fresh_bucket_folder(out_dir: Path, folder: str, paths: dict[str, str]) -> dict[str, Path]:
+    """An empty, private bucket folder with every sub-folder made; object name -> target file."""
+    root = make_private_dir(Path(out_dir)) / folder
+    if root.exists():
+        shutil.rmtree(root)  # a retried step: start from an empty folder
+    make_private_dir(root)
+    targets = {name: inside(root, rel) for name, rel in paths.items()}
+    folders = {parent for t in targets.values() for parent in t.relative_to(root).parents if parent != Path(".")}
+    for sub in sorted(folders, key=lambda p: len(p.parts)):
+        make_private_dir(root / sub)  # every level 0700 (mkdir(parents=True) would use the umask)
+    return targets
 
 
-def mirror_bucket(client, bucket: dict, out_dir: Path, previous: Path | None = None, workers: int = 8,
+def mirror_bucket(api: StorageApi, bucket: dict, out_dir: Path, previous: Path | None = None, workers: int = 8,
                   log: Log = print, retry: Retry = Retry(), user_metadata: bool = True,
                   progress_every: float = 10.0) -> BucketMirror:
     """Mirror one bucket into out_dir/<bucket dir>/ (out_dir: the backup's storage/ folder).
@@ -384,66 +253,133 @@ def mirror_bucket(client, bucket: dict, out_dir: Path, previous: Path | None = N
     started = time.monotonic()
     bucket_id = check_bucket_name(bucket["id"])
     mirror = BucketMirror(bucket=dict(bucket), dir=bucket_dir(bucket_id))
-    listed = list_objects(client, bucket_id, retry, log)
+    listed = list_objects(api, bucket_id, retry, log)
     paths = plan_paths(bucket_id, (o["name"] for o in listed))  # refuses before anything is written
-    prev_dir, prev_objects = _previous_objects(previous, bucket_id, log)
+    copies = PreviousCopies.load(previous, bucket_id, log)
+    targets = _fresh_bucket_folder(out_dir, mirror.dir, paths)
+    total = sum(int((o["metadata"] or {}).get("size") or 0) for o in listed)
+    progress = MirrorProgress(bucket_id, len(listed), total, log, progress_every)
+    copier = ObjectCopier(api, bucket_id, paths, targets, copies, progress, retry, log, user_metadata)
+    entries = _copy_all(copier, listed, workers, progress, progress_every)
+    mirror.record(entries, progress.downloaded, time.monotonic() - started)
+    return mirror
 
-    root = make_private_dir(Path(out_dir)) / mirror.dir
-    if root.exists():
-        shutil.rmtree(root)  # a retried step: start from an empty folder
-    make_private_dir(root)
-    targets = {o["name"]: _inside(root, paths[o["name"]]) for o in listed}
-    folders = {parent for t in targets.values() for parent in t.relative_to(root).parents if parent != Path(".")}
-    for folder in sorted(folders, key=lambda p: len(p.parts)):
-        make_private_dir(root / folder)  # every level 0700 (mkdir(parents=True) would use the umask)
 
-    fetch = _Objects(client, bucket_id)
-    progress = _Progress(bucket_id, len(listed), sum(int((o["metadata"] or {}).get("size") or 0) for o in listed),
-                         log, progress_every)
-    counters = {"downloaded": 0}
-    count_lock = threading.Lock()
+def _copy_all(copier: ObjectCopier, listed: list[dict], workers: int, progress: MirrorProgress,
+              every: float) -> list[dict]:
+    """Every listed object copied in a bounded pool; the first failure stops the mirror."""
+    entries: list[dict] = []
+    if listed:
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=f"mirror-{copier.bucket[:20]}")
+        try:
+            pending: set[Future] = {pool.submit(copier.copy, o) for o in listed}
+            while pending:
+                done, pending = wait(pending, timeout=every, return_when=FIRST_COMPLETED)
+                for future in done:
+                    entries.append(future.result())
+                progress.report()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    progress.report(force=True)
+    return entries
 
-    def received(n: int) -> None:
-        progress.add_bytes(n)
-        with count_lock:
-            counters["downloaded"] += n
 
-    def entry_for(o: dict, sha256: str, size: int, linked: bool, extra: dict) -> dict:
+@dataclass
+class ObjectCopier:
+    """Copies one listed object into the backup: a hard link when unchanged, else a checked download."""
+
+    api: StorageApi
+    bucket: str
+    paths: dict[str, str]  # object name -> path in the bucket folder
+    targets: dict[str, Path]  # object name -> file to write
+    copies: PreviousCopies
+    progress: MirrorProgress
+    retry: Retry
+    log: Log
+    user_metadata: bool
+
+    def copy(self, o: dict) -> dict:
+        """The object's manifest entry (a `missing` one when it was deleted since the listing)."""
+        what = f"bucket {self.bucket!r} object {o['name']!r}"
+        try:
+            return self._copy(o, what)
+        except Exception as exc:
+            if is_not_found(exc):
+                return self._missing(o, what)
+            if isinstance(exc, ContentMismatch):
+                raise MirrorError(f"{what}: download does not match the listing after {self.retry.attempts}"
+                                  f" attempts: {exc}") from None
+            raise MirrorError(f"{what}: download failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.progress.object_done()
+
+    def _copy(self, o: dict, what: str) -> dict:
+        entry = self._link(o) if self.copies.entries else None
+        if entry is not None and "user_metadata" in entry:
+            return entry
+        extra = self._owner_and_user_metadata(o["name"], what)
+        if entry is not None:
+            return {**entry, **extra}
+        target = self.targets[o["name"]]
+        sha256, size = retrying(what, lambda: self._download(o, target), self.retry, self.log)
+        return self._entry(o, sha256, size, False, extra)
+
+    def _entry(self, o: dict, sha256: str, size: int, linked: bool, extra: dict) -> dict:
         meta = o["metadata"] or {}
-        return {"name": o["name"], "path": paths[o["name"]], "id": o["id"], "size": size, "sha256": sha256,
+        return {"name": o["name"], "path": self.paths[o["name"]], "id": o["id"], "size": size, "sha256": sha256,
                 "etag": meta.get("eTag"), "mimetype": meta.get("mimetype"), "cacheControl": meta.get("cacheControl"),
                 "last_modified": meta.get("lastModified"), "created_at": o["created_at"],
                 "updated_at": o["updated_at"], "linked": linked, **extra}
 
-    def link(o: dict, target: Path) -> dict | None:
-        prev = prev_objects.get(o["name"])
+    def _missing(self, o: dict, what: str) -> dict:
+        """Listed, then gone (404): recorded, not a failure."""
+        self.targets[o["name"]].unlink(missing_ok=True)
+        self.log(f"{what}: gone since the listing (404); recorded as missing")
         meta = o["metadata"] or {}
-        if not prev or meta.get("eTag") is None or prev.get("etag") != meta.get("eTag") \
-                or prev.get("size") != meta.get("size"):
+        return {"name": o["name"], "path": self.paths[o["name"]], "missing": True,
+                "size": meta.get("size"), "etag": meta.get("eTag")}
+
+    def _owner_and_user_metadata(self, name: str, what: str) -> dict:
+        """What only the info route tells (one request per object; {} when not asked for)."""
+        if not self.user_metadata:
+            return {"user_metadata": None, "owner": None}
+        info = retrying(f"{what}: info", lambda: self.api.info(self.bucket, name), self.retry, self.log)
+        return {"user_metadata": info.get("metadata"), "owner": info.get("owner") or info.get("owner_id")}
+
+    def _link(self, o: dict) -> dict | None:
+        """The entry of a hard link to the previous backup's copy, or None when it must be downloaded.
+
+        Without `user_metadata` in it, the bytes are the same but the object was re-uploaded: its
+        user metadata may have changed, and the caller asks for it again.
+        """
+        prev = self.copies.same_bytes(o)
+        source = self.copies.source(self.bucket, prev) if prev else None
+        if source is None or not self._hard_link(o["name"], source, prev["sha256"]):
             return None
+        extra = {"user_metadata": prev.get("user_metadata"), "owner": prev.get("owner")}
+        if self.user_metadata and prev.get("updated_at") != o["updated_at"]:
+            extra = {}
+        self.progress.add_bytes(prev["size"])
+        return self._entry(o, prev["sha256"], prev["size"], True, extra)
+
+    def _hard_link(self, name: str, source: Path, sha256: str) -> bool:
+        """Link the target to `source` if its SHA-256 still holds (False: download instead)."""
+        target = self.targets[name]
         try:
-            source = prev_dir / "/".join(check_object_name(bucket_id, prev["path"]))  # our file, still checked
-        except (UnsafeName, KeyError):
-            return None
-        try:
-            if sha256_file(source) != prev["sha256"]:
-                log(f"bucket {bucket_id!r}: previous copy of {o['name']!r} fails its SHA-256; downloading it")
-                return None
+            if sha256_file(source) != sha256:
+                self.log(f"bucket {self.bucket!r}: previous copy of {name!r} fails its SHA-256; downloading it")
+                return False
             target.unlink(missing_ok=True)
             os.link(source, target)
         except OSError as exc:
-            log(f"bucket {bucket_id!r}: cannot hard-link {o['name']!r} from the previous backup ({exc});"
-                " downloading it")
-            return None
-        extra = {"user_metadata": prev.get("user_metadata"), "owner": prev.get("owner")}
-        if user_metadata and prev.get("updated_at") != o["updated_at"]:
-            extra = None  # same bytes, but re-uploaded: its user metadata may have changed
-        progress.add_bytes(prev["size"])
-        return entry_for(o, prev["sha256"], prev["size"], True, extra or {})
+            self.log(f"bucket {self.bucket!r}: cannot hard-link {name!r} from the previous backup ({exc});"
+                     " downloading it")
+            return False
+        return True
 
-    def download(o: dict, target: Path) -> tuple[str, int]:
+    def _download(self, o: dict, target: Path) -> tuple[str, int]:
+        """Stream the object to `target`, checked against the listed size and eTag: (SHA-256, size)."""
         meta = o["metadata"] or {}
-        size, md5_expected = meta.get("size"), _etag_md5(meta.get("eTag"))
         md5, sha = hashlib.md5(), hashlib.sha256()
         written = 0
         with open_private(target) as out:
@@ -453,64 +389,19 @@ def mirror_bucket(client, bucket: dict, out_dir: Path, previous: Path | None = N
                 sha.update(chunk)
                 out.write(chunk)
                 written += len(chunk)
-                received(len(chunk))
-            fetch.download(o["name"], sink)
+                self.progress.add_bytes(len(chunk), downloaded=True)
+            self.api.download(self.bucket, o["name"], sink)
             out.flush()
             os.fsync(out.fileno())
-        if size is not None and written != size:
-            raise _Mismatch(f"got {written} bytes, the listing says {size}")
-        if md5_expected and md5.hexdigest() != md5_expected:
-            raise _Mismatch(f"MD5 {md5.hexdigest()} differs from the listed eTag {meta.get('eTag')}")
+        if meta.get("size") is not None and written != meta["size"]:
+            raise ContentMismatch(f"got {written} bytes, the listing says {meta['size']}")
+        expected = etag_md5(meta.get("eTag"))
+        if expected and md5.hexdigest() != expected:
+            raise ContentMismatch(f"MD5 {md5.hexdigest()} differs from the listed eTag {meta.get('eTag')}")
         return sha.hexdigest(), written
 
-    def one(o: dict) -> dict:
-        name, target = o["name"], targets[o["name"]]
-        what = f"bucket {bucket_id!r} object {name!r}"
-        try:
-            entry = link(o, target) if prev_objects else None
-            if entry is not None and "user_metadata" in entry:
-                return entry
-            info = _retrying(f"{what}: info", lambda: fetch.info(name), retry, log) if user_metadata else {}
-            extra = {"user_metadata": info.get("metadata"), "owner": info.get("owner") or info.get("owner_id")}
-            if entry is not None:
-                return {**entry, **extra}
-            sha256, size = _retrying(what, lambda: download(o, target), retry, log)
-            return entry_for(o, sha256, size, False, extra)
-        except Exception as exc:
-            if _not_found(exc):
-                target.unlink(missing_ok=True)
-                log(f"{what}: gone since the listing (404); recorded as missing")
-                return {"name": name, "path": paths[name], "missing": True,
-                        "size": (o["metadata"] or {}).get("size"), "etag": (o["metadata"] or {}).get("eTag")}
-            if isinstance(exc, _Mismatch):
-                raise MirrorError(f"{what}: download does not match the listing after {retry.attempts} attempts:"
-                                  f" {exc}") from None
-            raise MirrorError(f"{what}: download failed: {type(exc).__name__}: {exc}") from exc
-        finally:
-            progress.object_done()
 
-    entries: list[dict] = []
-    if listed:
-        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=f"mirror-{bucket_id[:20]}")
-        try:
-            pending: set[Future] = {pool.submit(one, o) for o in listed}
-            while pending:
-                done, pending = wait(pending, timeout=progress_every, return_when=FIRST_COMPLETED)
-                for future in done:
-                    entries.append(future.result())  # the first failure stops the mirror
-                progress.report()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    progress.report(force=True)
-
-    mirror.objects = sorted(entries, key=lambda e: e["name"])
-    mirror.missing = [e["name"] for e in mirror.objects if e.get("missing")]
-    mirror.bytes = sum(e["size"] for e in mirror.objects if not e.get("missing"))
-    mirror.linked = sum(1 for e in mirror.objects if e.get("linked"))
-    mirror.downloaded_bytes = counters["downloaded"]
-    mirror.seconds = time.monotonic() - started
-    return mirror
-
+# ------------------------------------------------------------------ the storage manifest
 
 def write_storage_manifest(out_dir: Path, mirrors: list[BucketMirror]) -> tuple[str, dict]:
     """storage/manifest.json (settings and objects per bucket); returns its backup-relative path and {bytes, sha256}."""
