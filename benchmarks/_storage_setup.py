@@ -49,6 +49,17 @@ def storage_client(url: str, key: str, latency_ms: float = 0):
     return client
 
 
+def storage_api(url: str, key: str, latency_ms: float = 0):
+    """The pipeline's Storage API client (core/storage_api.py), with the same optional added latency."""
+    from supabackup_pipeline.core.storage_api import StorageApi
+
+    api = StorageApi(url, key)
+    if latency_ms:
+        delay = latency_ms / 1000
+        api.http.event_hooks["request"].append(lambda request: time.sleep(delay))
+    return api
+
+
 def run_child(script: str, **args) -> dict:
     """Run `script --measure ARGS` in a fresh process; its last line of output is the result (JSON)."""
     out = subprocess.run([sys.executable, script, "--measure", json.dumps(args)], check=True,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _storage_setup import (  # noqa: E402
-    LARGE_BUCKET, SMALL_BUCKET, local_stack, make_parser, run_child, storage_client, upload,
+    LARGE_BUCKET, SMALL_BUCKET, local_stack, make_parser, run_child, storage_api, storage_client, upload,
 )
 
 
@@ -28,21 +28,7 @@ def measure(args: dict) -> dict:
     """One mirror, in this (child) process: time, files/s, MB/s, bytes downloaded, peak RSS."""
     from supabackup_pipeline.core import storage_mirror as sm
 
-    client = storage_client(args["url"], args["key"], args.get("latency_ms", 0))
-    if args.get("public_api_only"):  # storage3's download(): whole objects in memory
-        real = client
-
-        class Public:
-            def __init__(self, api):
-                self.list_v2, self.download, self.info = api.list_v2, api.download, api.info
-
-        class Client:
-            list_buckets = real.list_buckets
-
-            def from_(self, name):
-                return Public(real.from_(name))
-
-        client = Client()
+    client = storage_api(args["url"], args["key"], args.get("latency_ms", 0))
     bucket = next(b for b in sm.list_buckets(client, log=lambda _: None) if b["id"] == args["bucket"])
     out = Path(args["out"])
     previous = Path(args["previous"]) if args.get("previous") else None
@@ -84,10 +70,6 @@ def main() -> None:
                               previous=str(out / "pool" / "storage"))
             print(row(f"{bucket}: sequential (workers=1)", seq))
             print(row(f"{bucket}: pool (workers={args.workers})", pool))
-            if bucket == LARGE_BUCKET:
-                whole = run_child(__file__, **common, out=str(out / "whole" / "storage"), workers=args.workers,
-                                  public_api_only=True)
-                print(row(f"{bucket}: pool, storage3 download() in memory", whole))
             print(row(f"{bucket}: second backup, unchanged", again))
             print(f"{'':<48} speed-up of the pool: {seq['seconds'] / pool['seconds']:.1f}x\n")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _storage_setup import (  # noqa: E402
-    LARGE_BUCKET, SMALL_BUCKET, local_stack, make_parser, run_child, storage_client, upload,
+    LARGE_BUCKET, SMALL_BUCKET, local_stack, make_parser, run_child, storage_api, storage_client, upload,
 )
 
 
@@ -28,7 +28,7 @@ def measure(args: dict) -> dict:
     """plan + apply of one bucket, in this (child) process."""
     from supabackup_pipeline.core import storage_restore as sr
 
-    client = storage_client(args["url"], args["key"], args.get("latency_ms", 0))
+    client = storage_api(args["url"], args["key"], args.get("latency_ms", 0))
     started = time.monotonic()
     plan = sr.plan_storage_restore(client, Path(args["root"]), [args["bucket"]], workers=args["workers"],
                                    log=lambda _: None)
@@ -58,8 +58,9 @@ def main() -> None:
         client = storage_client(url, key)
         upload(client, args.small, args.large, args.large_mb, root)
         backup = root / "backup" / "storage"
-        buckets = [b for b in sm.list_buckets(client, log=lambda _: None) if b["id"] in (SMALL_BUCKET, LARGE_BUCKET)]
-        sm.write_storage_manifest(backup, [sm.mirror_bucket(client, b, backup, log=lambda _: None) for b in buckets])
+        with storage_api(url, key) as api:
+            buckets = [b for b in sm.list_buckets(api, log=lambda _: None) if b["id"] in (SMALL_BUCKET, LARGE_BUCKET)]
+            sm.write_storage_manifest(backup, [sm.mirror_bucket(api, b, backup, log=lambda _: None) for b in buckets])
         print(f"{args.small} small + {args.large} x {args.large_mb} MB objects backed up (CPUs: {os.cpu_count()})"
               + (f"; every request delayed by {args.latency_ms:g} ms" if args.latency_ms else "") + "\n")
         common = {"url": url, "key": key, "root": str(backup), "latency_ms": args.latency_ms}

@@ -109,8 +109,8 @@ def _selection(defs: dg.Definitions, components: list[str]) -> list[dg.AssetKey]
 def explain(cls_name: str, message: str) -> str:
     """A failure's message, naming the setting at fault when the cause is one."""
     lowered = message.lower()
-    if cls_name == "StorageApiError" and ("jwt" in lowered or "'statuscode': 403" in lowered
-                                          or "'statuscode': 401" in lowered or "unauthorized" in lowered):
+    if cls_name == "StorageApiError" and ("jwt" in lowered or "(status 403)" in lowered
+                                          or "(status 401)" in lowered or "unauthorized" in lowered):
         return ("Storage refused the service role key: check SUPABASE_SERVICE_ROLE_KEY (and that SUPABASE_URL is"
                 f" this project's API URL); Storage said: {message}")
     return message

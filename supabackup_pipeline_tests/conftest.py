@@ -65,6 +65,15 @@ def storage(supabase_client):
     return supabase_client.storage
 
 
+@pytest.fixture
+def storage_api(stack_env):
+    """The pipeline's own Storage API client (core/storage_api.py), as the resource builds it."""
+    from supabackup_pipeline.core.storage_api import StorageApi
+
+    with StorageApi(stack_env["SUPABASE_URL"], stack_env["SUPABASE_SERVICE_ROLE_KEY"]) as api:
+        yield api
+
+
 @contextmanager
 def bucket_maker(storage):
     """`make(name=None, **options)` makes a bucket (named `t-<random>` unless given); all are removed on exit."""

@@ -24,6 +24,7 @@ from supabackup_pipeline.core.discovery_cache import read_catalog
 from supabackup_pipeline.core.errors import UnsafeName
 from supabackup_pipeline.core.files import sha256_file
 from supabackup_pipeline.core.manifest import write_manifest_and_publish
+from supabackup_pipeline.core.storage_api import CHUNK, StorageApi
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 from supabackup_pipeline.resources import BackupStorage, SupabaseStorage
@@ -39,14 +40,14 @@ def upload(storage, bucket: str, objects: dict[str, bytes], workers: int = 16, *
         list(pool.map(lambda item: files.upload(item[0], item[1], options), objects.items()))
 
 
-def settings(storage, bucket: str) -> dict:
-    return next(b for b in sm.list_buckets(storage, log=lambda _: None) if b["id"] == bucket)
+def settings(api: StorageApi, bucket: str) -> dict:
+    return next(b for b in sm.list_buckets(api, log=lambda _: None) if b["id"] == bucket)
 
 
-def mirror(storage, bucket: str, out: Path, previous: Path | None = None, **kwargs) -> sm.BucketMirror:
+def mirror(api: StorageApi, bucket: str, out: Path, previous: Path | None = None, **kwargs) -> sm.BucketMirror:
     """Mirror one bucket into `out` (a storage/ folder) and write its storage/manifest.json."""
     kwargs.setdefault("retry", FAST)
-    result = sm.mirror_bucket(storage, settings(storage, bucket), out, previous, log=lambda _: None, **kwargs)
+    result = sm.mirror_bucket(api, settings(api, bucket), out, previous, log=lambda _: None, **kwargs)
     sm.write_storage_manifest(out, [result])
     return result
 
@@ -63,7 +64,7 @@ def assert_private(root: Path) -> None:
 
 # ------------------------------------------------------------------ content
 
-def test_mirror_is_byte_exact_private_and_listed_case_exactly(storage, new_bucket, storage_faults, tmp_path):
+def test_mirror_is_byte_exact_private_and_listed_case_exactly(storage, storage_api, new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     big = os.urandom(9 * 1024 * 1024 + 123)
     objects = {
@@ -83,7 +84,7 @@ def test_mirror_is_byte_exact_private_and_listed_case_exactly(storage, new_bucke
     storage_faults.fail_next("POST", r"^/object/list/", status=418, times=100)  # list v1 must never be used
 
     out = tmp_path / "storage"
-    result = mirror(storage, bucket, out, workers=4)
+    result = mirror(storage_api, bucket, out, workers=4)
 
     assert files_under(out / bucket) == objects  # byte for byte, folders and case kept
     assert_private(out)
@@ -102,25 +103,25 @@ def test_mirror_is_byte_exact_private_and_listed_case_exactly(storage, new_bucke
     assert [o["name"] for o in manifest["buckets"][bucket]["objects"]] == sorted(objects)
 
 
-def test_more_than_one_page_of_objects_is_listed_completely(storage, new_bucket, storage_faults, tmp_path):
+def test_more_than_one_page_of_objects_is_listed_completely(storage, storage_api, new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     # mixed case and `_` (a LIKE wildcard) around the 1,000-object page boundary
     objects = {f"{'F' if i % 2 else 'f'}older_{i % 3}/obj-{i:04d}.txt": str(i).encode() for i in range(1105)}
     upload(storage, bucket, objects, workers=24)
     logged: list[str] = []
-    result = sm.mirror_bucket(storage, settings(storage, bucket), tmp_path / "storage", workers=8, retry=FAST,
+    result = sm.mirror_bucket(storage_api, settings(storage_api, bucket), tmp_path / "storage", workers=8, retry=FAST,
                               user_metadata=False, log=logged.append, progress_every=0.05)
     assert len(result.objects) == 1105 and storage_faults.download_count == 1105
     assert len(logged) >= 2 and logged[-1].startswith(f"bucket {bucket!r}: 1105/1105 objects")  # progress
     assert files_under(tmp_path / "storage" / bucket) == objects
 
 
-def test_empty_bucket_and_bucket_settings_are_recorded(storage, new_bucket, tmp_path):
+def test_empty_bucket_and_bucket_settings_are_recorded(storage, storage_api, new_bucket, tmp_path):
     public = new_bucket(public=True, file_size_limit=1024 * 1024, allowed_mime_types=["image/png", "text/*"])
     private = new_bucket()
     upload(storage, private, {"p.txt": b"private"}, **{"content-type": "text/plain"})
     out = tmp_path / "storage"
-    mirrors = [sm.mirror_bucket(storage, settings(storage, b), out, log=lambda _: None) for b in (public, private)]
+    mirrors = [sm.mirror_bucket(storage_api, settings(storage_api, b), out, log=lambda _: None) for b in (public, private)]
     path, info = sm.write_storage_manifest(out, mirrors)
 
     assert path == "storage/manifest.json" and info["sha256"] == sha256_file(out / "manifest.json")
@@ -135,14 +136,14 @@ def test_empty_bucket_and_bucket_settings_are_recorded(storage, new_bucket, tmp_
 
 # ------------------------------------------------------------------ incremental
 
-def test_second_mirror_links_unchanged_objects_and_downloads_nothing(storage, new_bucket, storage_faults, tmp_path):
+def test_second_mirror_links_unchanged_objects_and_downloads_nothing(storage, storage_api, new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     objects = {f"dir/{i}.bin": os.urandom(1000 + i) for i in range(20)} | {"empty": b""}
     upload(storage, bucket, objects)
-    first = mirror(storage, bucket, tmp_path / "b1" / "storage")
+    first = mirror(storage_api, bucket, tmp_path / "b1" / "storage")
     downloads = storage_faults.download_count
 
-    second = mirror(storage, bucket, tmp_path / "b2" / "storage", previous=tmp_path / "b1" / "storage")
+    second = mirror(storage_api, bucket, tmp_path / "b2" / "storage", previous=tmp_path / "b1" / "storage")
     assert storage_faults.download_count == downloads and second.downloaded_bytes == 0
     assert second.linked == len(objects) and second.files == first.files
     for name in objects:
@@ -153,7 +154,7 @@ def test_second_mirror_links_unchanged_objects_and_downloads_nothing(storage, ne
     # a changed and a new object are downloaded, the rest still linked
     storage.from_(bucket).upload("dir/0.bin", b"changed", {"upsert": "true"})
     storage.from_(bucket).upload("new.txt", b"new")
-    third = mirror(storage, bucket, tmp_path / "b3" / "storage", previous=tmp_path / "b2" / "storage")
+    third = mirror(storage_api, bucket, tmp_path / "b3" / "storage", previous=tmp_path / "b2" / "storage")
     assert sorted(storage_faults.downloads[downloads:]) == [f"{bucket}/dir/0.bin", f"{bucket}/new.txt"]
     assert third.linked == len(objects) - 1 and third.downloaded_bytes == len(b"changed") + len(b"new")
     assert (tmp_path / "b3" / "storage" / bucket / "dir" / "0.bin").read_bytes() == b"changed"
@@ -163,7 +164,7 @@ def test_second_mirror_links_unchanged_objects_and_downloads_nothing(storage, ne
     rotten.unlink()
     rotten.write_bytes(b"bit rot")
     before = storage_faults.download_count
-    fourth = mirror(storage, bucket, tmp_path / "b4" / "storage", previous=tmp_path / "b3" / "storage")
+    fourth = mirror(storage_api, bucket, tmp_path / "b4" / "storage", previous=tmp_path / "b3" / "storage")
     assert storage_faults.downloads[before:] == [f"{bucket}/dir/1.bin"]
     assert (tmp_path / "b4" / "storage" / bucket / "dir" / "1.bin").read_bytes() == objects["dir/1.bin"]
     assert fourth.linked == len(objects)  # all but the rotten one (new.txt included)
@@ -176,25 +177,25 @@ def test_second_mirror_links_unchanged_objects_and_downloads_nothing(storage, ne
 
 # ------------------------------------------------------------------ failures
 
-def test_transient_503s_are_retried(storage, new_bucket, storage_faults, tmp_path):
+def test_transient_503s_are_retried(storage, storage_api, new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     upload(storage, bucket, {"flaky.txt": b"eventually", "fine.txt": b"fine"})
     storage_faults.fail_next("GET", rf"^/object/{bucket}/flaky\.txt$", status=503, times=2)
     storage_faults.fail_next("POST", rf"^/object/list-v2/{bucket}$", status=503, times=1)
-    result = mirror(storage, bucket, tmp_path / "storage")
+    result = mirror(storage_api, bucket, tmp_path / "storage")
     assert (tmp_path / "storage" / bucket / "flaky.txt").read_bytes() == b"eventually"
     assert storage_faults.downloads.count(f"{bucket}/flaky.txt") == 1 and result.missing == []
 
 
-def test_a_server_that_keeps_failing_fails_the_mirror_naming_the_object(storage, new_bucket, storage_faults, tmp_path):
+def test_a_server_that_keeps_failing_fails_the_mirror_naming_the_object(storage, storage_api, new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     upload(storage, bucket, {"down.txt": b"x"})
     storage_faults.fail_next("GET", rf"^/object/{bucket}/down\.txt$", status=503, times=10)
     with pytest.raises(sm.MirrorError, match=rf"{bucket}.*down\.txt"):
-        mirror(storage, bucket, tmp_path / "storage")
+        mirror(storage_api, bucket, tmp_path / "storage")
 
 
-def test_bytes_that_do_not_match_the_listing_fail_naming_the_object(storage, new_bucket, monkeypatch, tmp_path):
+def test_bytes_that_do_not_match_the_listing_fail_naming_the_object(storage, storage_api, new_bucket, monkeypatch, tmp_path):
     bucket = new_bucket()
     upload(storage, bucket, {"ok.txt": b"ok", "liar.txt": b"real bytes"})
     listed = sm.list_objects
@@ -208,10 +209,10 @@ def test_bytes_that_do_not_match_the_listing_fail_naming_the_object(storage, new
 
     monkeypatch.setattr(sm, "list_objects", lying)
     with pytest.raises(sm.MirrorError, match=r"liar\.txt.*(MD5|eTag)"):
-        mirror(storage, bucket, tmp_path / "storage")
+        mirror(storage_api, bucket, tmp_path / "storage")
 
 
-def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, new_bucket, storage_faults, monkeypatch,
+def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, storage_api, new_bucket, storage_faults, monkeypatch,
                                                                     tmp_path):
     bucket = new_bucket()
     upload(storage, bucket, {"stays.txt": b"stays", "gone.txt": b"gone", "ghost.txt": b"ghost"})
@@ -219,12 +220,12 @@ def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, new_
 
     def then_delete(client, name, *args, **kwargs):
         objects = listed(client, name, *args, **kwargs)
-        client.from_(name).remove(["gone.txt"])  # the real 404: HTTP 400 with statusCode "404"
+        client.remove(name, ["gone.txt"])  # the real 404: HTTP 400 with statusCode "404"
         return objects
 
     monkeypatch.setattr(sm, "list_objects", then_delete)
     storage_faults.fail_next("GET", rf"^/object/(info/)?{bucket}/ghost\.txt$", status=404, times=5)  # a bare 404
-    result = mirror(storage, bucket, tmp_path / "storage")
+    result = mirror(storage_api, bucket, tmp_path / "storage")
     assert result.missing == ["ghost.txt", "gone.txt"]
     assert files_under(tmp_path / "storage" / bucket) == {"stays.txt": b"stays"}
     assert set(result.files) == {f"storage/{bucket}/stays.txt"}
@@ -235,13 +236,13 @@ def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, new_
 
 @pytest.mark.parametrize("evil", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "a\\..\\evil.txt", "a//evil.txt",
                                   "./evil.txt", "dir/", "nul\x00evil.txt", ".."])
-def test_malicious_names_are_refused_and_nothing_is_written(storage, new_bucket, storage_faults, tmp_path, evil):
+def test_malicious_names_are_refused_and_nothing_is_written(storage, storage_api, new_bucket, storage_faults, tmp_path, evil):
     bucket = new_bucket()
     upload(storage, bucket, {"innocent.txt": b"innocent"})
     storage_faults.inject_listing(bucket, [evil])
     out = tmp_path / "backup" / "storage"
     with pytest.raises(UnsafeName) as refused:
-        mirror(storage, bucket, out)
+        mirror(storage_api, bucket, out)
     assert bucket in str(refused.value) and repr(evil) in str(refused.value)
     assert storage_faults.download_count == 0
     assert [p for p in tmp_path.rglob("*")] == []  # not even the bucket folder
@@ -255,11 +256,11 @@ def test_unsafe_bucket_names_are_refused():
     assert sm.bucket_dir("my bucket (1)") == "my bucket (1)"
 
 
-def test_file_and_folder_of_the_same_name_are_both_kept(storage, new_bucket, tmp_path):
+def test_file_and_folder_of_the_same_name_are_both_kept(storage, storage_api, new_bucket, tmp_path):
     bucket = new_bucket()
     objects = {"a": b"file a", "a/b": b"file a/b", "x/y": b"y", "x/y/z": b"z"}
     upload(storage, bucket, objects)
-    result = mirror(storage, bucket, tmp_path / "storage")
+    result = mirror(storage_api, bucket, tmp_path / "storage")
     paths = {o["name"]: o["path"] for o in result.objects}
     assert paths == {"a": "a~1", "a/b": "a/b", "x/y": "x/y~1", "x/y/z": "x/y/z"}
     for o in result.objects:
@@ -274,23 +275,16 @@ def test_path_plan_escapes_without_collisions_and_shortens_long_segments():
     assert len(long.encode()) <= 255 and long.startswith("l" * 200 + "~")
 
 
-def test_works_through_storage3_public_methods_only(storage, new_bucket, tmp_path):
-    """If storage3's internals change, downloads fall back to its public download()/info()."""
+def test_downloads_are_streamed_in_chunks_and_names_quoted_exactly(storage, storage_api, new_bucket):
+    """Memory stays flat: an object arrives in chunks of at most CHUNK bytes, never whole."""
     bucket = new_bucket()
-    upload(storage, bucket, {"f/one.txt": b"one"})
-
-    class Public:
-        def __init__(self, api):
-            self.list_v2, self.download, self.info = api.list_v2, api.download, api.info
-
-    class Client:
-        list_buckets = storage.list_buckets
-
-        def from_(self, name):
-            return Public(storage.from_(name))
-
-    result = sm.mirror_bucket(Client(), settings(storage, bucket), tmp_path / "storage", log=lambda _: None)
-    assert files_under(tmp_path / "storage" / bucket) == {"f/one.txt": b"one"} and len(result.objects) == 1
+    name = f"dir ?/{PUNCTUATION} big.bin"
+    data = os.urandom(2 * CHUNK + 5)
+    upload(storage, bucket, {name: data})
+    chunks: list[bytes] = []
+    storage_api.download(bucket, name, chunks.append)
+    assert b"".join(chunks) == data and len(chunks) >= 3 and max(map(len, chunks)) <= CHUNK
+    assert storage_api.info(bucket, name)["name"] == name
 
 
 # ------------------------------------------------------------------ the Dagster asset

@@ -16,6 +16,7 @@ import pytest
 
 from supabackup_pipeline.core import storage_mirror as sm
 from supabackup_pipeline.core import storage_restore as sr
+from supabackup_pipeline.core.storage_api import StorageApi
 
 FAST = sm.Retry(attempts=4, base_delay=0.01, max_delay=0.05)
 PUNCTUATION = "!*'()&$=@;:+,?"
@@ -33,29 +34,31 @@ def put(storage, bucket: str, name: str, data: bytes, content_type: str = "appli
     storage.from_(bucket).upload(name, data, options)
 
 
-def settings(storage, bucket: str) -> dict:
-    return next(b for b in sm.list_buckets(storage, log=quiet) if b["id"] == bucket)
+def settings(api: StorageApi, bucket: str) -> dict:
+    return next(b for b in sm.list_buckets(api, log=quiet) if b["id"] == bucket)
 
 
 def live_settings(storage, bucket: str) -> tuple:
-    b = settings(storage, bucket)
-    return b["public"], b["file_size_limit"], b["allowed_mime_types"]
+    """(public, file_size_limit, allowed_mime_types), as the official client reads them."""
+    b = storage.get_bucket(bucket)
+    return b.public, b.file_size_limit, b.allowed_mime_types
 
 
-def backup(storage, buckets: list[str], out: Path) -> Path:
-    mirrors = [sm.mirror_bucket(storage, settings(storage, b), out, log=quiet, retry=FAST) for b in buckets]
+def backup(api: StorageApi, buckets: list[str], out: Path) -> Path:
+    mirrors = [sm.mirror_bucket(api, settings(api, b), out, log=quiet, retry=FAST) for b in buckets]
     sm.write_storage_manifest(out, mirrors)
     return out
 
 
 def live_objects(storage, bucket: str) -> dict[str, tuple]:
-    """name -> (SHA-256 of the downloaded bytes, content type, cache control, user metadata)."""
+    """name -> (SHA-256 of the downloaded bytes, content type, cache control, user metadata), as the
+    official client sees them (the test buckets hold less than a page)."""
     api = storage.from_(bucket)
     out = {}
-    for o in sm.list_objects(storage, bucket, log=quiet):
-        info = api.info(o["name"])
-        out[o["name"]] = (hashlib.sha256(api.download(o["name"])).hexdigest(), o["metadata"]["mimetype"],
-                          o["metadata"]["cacheControl"], info["metadata"])
+    for o in api.list_v2({"limit": 1000, "prefix": ""}).objects:
+        info = api.info(o.name)
+        out[o.name] = (hashlib.sha256(api.download(o.name)).hexdigest(), o.metadata["mimetype"],
+                       o.metadata["cacheControl"], info["metadata"])
     return out
 
 
@@ -64,16 +67,16 @@ def expect(objects: dict[str, tuple]) -> dict[str, tuple]:
     return {n: (hashlib.sha256(d).hexdigest(), t, f"max-age={c}", m) for n, (d, t, c, m) in objects.items()}
 
 
-def plan(storage, root: Path, buckets=None, **kwargs) -> sr.StorageRestorePlan:
-    return sr.plan_storage_restore(storage, root, buckets, log=quiet, retry=FAST, **kwargs)
+def plan(api: StorageApi, root: Path, buckets=None, **kwargs) -> sr.StorageRestorePlan:
+    return sr.plan_storage_restore(api, root, buckets, log=quiet, retry=FAST, **kwargs)
 
 
-def apply(storage, p: sr.StorageRestorePlan, root: Path, **kwargs) -> sr.StorageRestoreResult:
-    return sr.apply_storage_restore(storage, p, root, log=quiet, retry=FAST, **kwargs)
+def apply(api: StorageApi, p: sr.StorageRestorePlan, root: Path, **kwargs) -> sr.StorageRestoreResult:
+    return sr.apply_storage_restore(api, p, root, log=quiet, retry=FAST, **kwargs)
 
 
-def validate(storage, root: Path, buckets=None) -> list[str]:
-    return sr.validate_storage(storage, root, buckets, log=quiet, retry=FAST)
+def validate(api: StorageApi, root: Path, buckets=None) -> list[str]:
+    return sr.validate_storage(api, root, buckets, log=quiet, retry=FAST)
 
 
 def triples(changes) -> set[tuple]:
@@ -82,7 +85,7 @@ def triples(changes) -> set[tuple]:
 
 # ------------------------------------------------------------------ the whole story
 
-def test_damaged_project_is_planned_restored_validated_and_a_rerun_does_nothing(storage, new_bucket, storage_faults,
+def test_damaged_project_is_planned_restored_validated_and_a_rerun_does_nothing(storage, storage_api, new_bucket, storage_faults,
                                                                                monkeypatch, tmp_path):
     a = new_bucket()
     b = new_bucket(public=True, file_size_limit=1000, allowed_mime_types=["image/png", "text/*"])
@@ -118,11 +121,11 @@ def test_damaged_project_is_planned_restored_validated_and_a_rerun_does_nothing(
     def then_delete(client, name, *args, **kwargs):  # ghost.txt is listed, then gone: recorded as missing
         objects = listed(client, name, *args, **kwargs)
         if name == a:
-            client.from_(name).remove(["ghost.txt"])
+            client.remove(name, ["ghost.txt"])
         return objects
 
     monkeypatch.setattr(sm, "list_objects", then_delete)
-    root = backup(storage, [a, b, c, d], tmp_path / "backup" / "storage")
+    root = backup(storage_api, [a, b, c, d], tmp_path / "backup" / "storage")
     monkeypatch.undo()
     manifest = json.loads((root / "manifest.json").read_text())
     assert {o["name"]: o["path"] for o in manifest["buckets"][a]["objects"]}["a"] == "a~1"
@@ -148,7 +151,7 @@ def test_damaged_project_is_planned_restored_validated_and_a_rerun_does_nothing(
     put(storage, e, "e.txt", b"e")
 
     # ---- the plan
-    p = plan(storage, root)
+    p = plan(storage_api, root)
     assert p.buckets == sorted([a, b, c, d])
     b_settings = {"name": b, "public": True, "file_size_limit": 1000, "allowed_mime_types": ["image/png", "text/*"]}
     assert p.create_buckets == [sr.BucketChange(b, b_settings, {}, ())]
@@ -189,13 +192,13 @@ def test_damaged_project_is_planned_restored_validated_and_a_rerun_does_nothing(
     assert sr.StorageRestorePlan.from_dict(json.loads(json.dumps(p.to_dict()))) == p
 
     # validation sees the same differences
-    problems = validate(storage, root)
+    problems = validate(storage_api, root)
     assert len(problems) == 1 + 3 + 12 + 2 and f"bucket {b!r} does not exist" in problems
     assert f"bucket {a!r} object 'added.txt' is not in the backup" in problems
 
     # ---- apply
     downloads = storage_faults.download_count
-    result = apply(storage, p, root, workers=4)
+    result = apply(storage_api, p, root, workers=4)
     assert result.buckets_created == [b] and sorted(result.buckets_updated) == [c]
     assert sorted(result.uploaded) == sorted(f"{o.bucket}/{o.name}" for o in p.uploads)
     assert result.uploaded_bytes == p.upload_bytes and result.already_done == 0
@@ -212,50 +215,50 @@ def test_damaged_project_is_planned_restored_validated_and_a_rerun_does_nothing(
     assert live_settings(storage, c) == (False, 10_000, ["text/*", "application/octet-stream"])
     assert live_settings(storage, d) == (False, 1000, ["text/*"])  # lifted for the restore, then put back
     assert live_objects(storage, e) == expect({"e.txt": (b"e", "application/octet-stream", "3600", None)})
-    assert validate(storage, root) == []
+    assert validate(storage_api, root) == []
 
     # ---- a rerun transfers nothing, with a new plan or with the old one
     downloads = storage_faults.download_count
-    again = plan(storage, root)
+    again = plan(storage_api, root)
     assert again.empty and again.unchanged == 17 and "nothing to do" in again.describe()
-    rerun = apply(storage, again, root)
+    rerun = apply(storage_api, again, root)
     assert rerun.uploaded == [] and rerun.deleted == [] and rerun.buckets_created == []
-    stale = apply(storage, p, root)
+    stale = apply(storage_api, p, root)
     assert stale.uploaded == [] and stale.deleted == [] and stale.buckets_created == [] and stale.buckets_updated == []
     assert stale.already_done == 12 + 2 + 3
     assert storage_faults.download_count == downloads
-    assert validate(storage, root) == []
+    assert validate(storage_api, root) == []
 
 
 # ------------------------------------------------------------------ failures and resuming
 
-def test_transient_503s_on_uploads_are_retried(storage, new_bucket, storage_faults, tmp_path):
+def test_transient_503s_on_uploads_are_retried(storage, storage_api, new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     objects = {f"f/{i}.txt": (f"object {i}".encode(), "text/plain", "3600", None) for i in range(5)}
     for name, (data, ctype, cache, meta) in objects.items():
         put(storage, bucket, name, data, ctype, cache, meta)
-    root = backup(storage, [bucket], tmp_path / "storage")
+    root = backup(storage_api, [bucket], tmp_path / "storage")
     storage.empty_bucket(bucket)
 
-    p = plan(storage, root)
+    p = plan(storage_api, root)
     storage_faults.fail_next("POST", rf"^/object/{bucket}/", 503, times=2)
     logged: list[str] = []
-    result = sr.apply_storage_restore(storage, p, root, retry=FAST, log=logged.append, workers=2)
+    result = sr.apply_storage_restore(storage_api, p, root, retry=FAST, log=logged.append, workers=2)
     assert sorted(result.uploaded) == sorted(f"{bucket}/{n}" for n in objects)
     assert sum(" retry " in line and "503" in line for line in logged) == 2
-    assert live_objects(storage, bucket) == expect(objects) and validate(storage, root) == []
+    assert live_objects(storage, bucket) == expect(objects) and validate(storage_api, root) == []
 
 
-def test_a_crash_mid_apply_is_finished_by_a_rerun_and_lifted_limits_are_put_back(storage, new_bucket, storage_faults,
+def test_a_crash_mid_apply_is_finished_by_a_rerun_and_lifted_limits_are_put_back(storage, storage_api, new_bucket, storage_faults,
                                                                                  monkeypatch, tmp_path):
     bucket = new_bucket()
     objects = {f"obj-{i:02d}.bin": (os.urandom(100 + i), "application/octet-stream", "3600", None) for i in range(12)}
     for name, (data, ctype, cache, meta) in objects.items():
         put(storage, bucket, name, data, ctype, cache, meta)
     storage.update_bucket(bucket, {"allowed_mime_types": ["image/png"]})  # the backup's own limit rejects them
-    root = backup(storage, [bucket], tmp_path / "storage")
+    root = backup(storage_api, [bucket], tmp_path / "storage")
     storage.empty_bucket(bucket)
-    p = plan(storage, root)
+    p = plan(storage_api, root)
     assert p.update_buckets == [sr.BucketChange(bucket, {"name": bucket, "public": False, "file_size_limit": None,
                                                          "allowed_mime_types": ["image/png"]}, {},
                                                 ("allowed_mime_types",))]
@@ -271,7 +274,7 @@ def test_a_crash_mid_apply_is_finished_by_a_rerun_and_lifted_limits_are_put_back
 
     monkeypatch.setattr(sr, "_upload_one", crashing)
     with pytest.raises(sr.StorageRestoreError, match=rf"{bucket}.*obj-05.*killed") as crash:
-        apply(storage, p, root, workers=1)
+        apply(storage_api, p, root, workers=1)
     assert len(crash.value.result.uploaded) == 5
     assert live_settings(storage, bucket) == (False, None, ["image/png"])  # put back despite the crash
     monkeypatch.undo()
@@ -279,42 +282,42 @@ def test_a_crash_mid_apply_is_finished_by_a_rerun_and_lifted_limits_are_put_back
     # a server that keeps failing one object: the others go through, the failure names it
     storage_faults.fail_next("POST", rf"^/object/{bucket}/obj-09", 503, times=100)
     with pytest.raises(sr.StorageRestoreError, match=r"obj-09"):
-        apply(storage, p, root, workers=1)  # the same (stale) plan
+        apply(storage_api, p, root, workers=1)  # the same (stale) plan
     storage_faults.reset()
-    left = plan(storage, root)
+    left = plan(storage_api, root)
     assert sorted(o.name for o in left.uploads) == [f"obj-{i:02d}.bin" for i in range(9, 12)]
 
     # the rerun, still with the first plan, uploads only what is left
-    result = apply(storage, p, root, workers=3)
+    result = apply(storage_api, p, root, workers=3)
     assert sorted(result.uploaded) == [f"{bucket}/obj-{i:02d}.bin" for i in range(9, 12)]
     assert result.already_done == 9
     assert live_objects(storage, bucket) == expect(objects)
     assert live_settings(storage, bucket) == (False, None, ["image/png"])
-    assert validate(storage, root) == []
+    assert validate(storage_api, root) == []
 
 
-def test_a_damaged_backup_file_is_never_uploaded(storage, new_bucket, tmp_path):
+def test_a_damaged_backup_file_is_never_uploaded(storage, storage_api, new_bucket, tmp_path):
     bucket = new_bucket()
     put(storage, bucket, "x/good.txt", b"good", "text/plain")
     put(storage, bucket, "x/rotten.txt", b"rotten", "text/plain")
-    root = backup(storage, [bucket], tmp_path / "storage")
+    root = backup(storage_api, [bucket], tmp_path / "storage")
     storage.from_(bucket).remove(["x/rotten.txt"])
     (root / bucket / "x" / "rotten.txt").write_bytes(b"R0tten")  # same size, other bytes
-    p = plan(storage, root)
+    p = plan(storage_api, root)
     assert triples(p.uploads) == {(bucket, "x/rotten.txt", "missing")}
     with pytest.raises(sr.StorageRestoreError, match=r"rotten\.txt.*does not match the manifest"):
-        apply(storage, p, root)
-    assert [o["name"] for o in sm.list_objects(storage, bucket, log=quiet)] == ["x/good.txt"]
+        apply(storage_api, p, root)
+    assert [o["name"] for o in sm.list_objects(storage_api, bucket, log=quiet)] == ["x/good.txt"]
 
 
 # ------------------------------------------------------------------ hashes and edge cases
 
-def test_md5s_are_computed_when_an_etag_is_not_one(storage, new_bucket, storage_faults, monkeypatch, tmp_path):
+def test_md5s_are_computed_when_an_etag_is_not_one(storage, storage_api, new_bucket, storage_faults, monkeypatch, tmp_path):
     bucket = new_bucket()
     put(storage, bucket, "multipart.bin", os.urandom(4000))
     put(storage, bucket, "sha-only.bin", b"only a sha256 recorded")
     put(storage, bucket, "changed.bin", b"before")
-    root = backup(storage, [bucket], tmp_path / "storage")
+    root = backup(storage_api, [bucket], tmp_path / "storage")
     manifest = json.loads((root / "manifest.json").read_text())
     for o in manifest["buckets"][bucket]["objects"]:
         if o["name"] in ("sha-only.bin", "changed.bin"):
@@ -333,48 +336,48 @@ def test_md5s_are_computed_when_an_etag_is_not_one(storage, new_bucket, storage_
 
     monkeypatch.setattr(sr, "list_objects", multipart)
     before = storage_faults.download_count
-    p = plan(storage, root)
+    p = plan(storage_api, root)
     assert storage_faults.downloads[before:] == [f"{bucket}/multipart.bin"]  # hashed live, found equal
     assert p.checked["live_hashed"] == 1 and p.checked["backup_hashed"] == 2
     assert triples(p.uploads) == {(bucket, "changed.bin", "content")} and p.unchanged == 2
 
 
-def test_only_the_named_buckets_and_extra_buckets_only_when_asked(storage, new_bucket, tmp_path):
+def test_only_the_named_buckets_and_extra_buckets_only_when_asked(storage, storage_api, new_bucket, tmp_path):
     one, two = new_bucket(), new_bucket()
     put(storage, one, "1.txt", b"1")
     put(storage, two, "2.txt", b"2")
-    root = backup(storage, [one, two], tmp_path / "storage")
+    root = backup(storage_api, [one, two], tmp_path / "storage")
     storage.from_(one).remove(["1.txt"])
     storage.from_(two).remove(["2.txt"])
     extra = new_bucket()
     put(storage, extra, "x.txt", b"x")
 
-    p = plan(storage, root, [two])
+    p = plan(storage_api, root, [two])
     assert triples(p.uploads) == {(two, "2.txt", "missing")} and p.extra_buckets == [] and p.buckets == [two]
     with pytest.raises(sr.StorageRestoreError, match="not in the backup"):
-        plan(storage, root, ["no-such-bucket"])
+        plan(storage_api, root, ["no-such-bucket"])
 
-    full = plan(storage, root, delete_extra_buckets=True)
+    full = plan(storage_api, root, delete_extra_buckets=True)
     assert extra in full.delete_buckets and "to DELETE" in full.describe()
     full.delete_buckets = [extra]  # the shared stand-in holds other tests' buckets: delete only ours
-    result = apply(storage, full, root)
-    assert result.buckets_deleted == [extra] and extra not in {b["id"] for b in sm.list_buckets(storage, log=quiet)}
-    assert validate(storage, root) == []
+    result = apply(storage_api, full, root)
+    assert result.buckets_deleted == [extra] and extra not in {b["id"] for b in sm.list_buckets(storage_api, log=quiet)}
+    assert validate(storage_api, root) == []
 
 
-def test_an_unrestorable_cache_control_is_warned_about_and_the_plan_is_stable(storage, new_bucket, tmp_path):
+def test_an_unrestorable_cache_control_is_warned_about_and_the_plan_is_stable(storage, storage_api, new_bucket, tmp_path):
     bucket = new_bucket()
     put(storage, bucket, "c.txt", b"c", "text/plain", "60")
-    root = backup(storage, [bucket], tmp_path / "storage")
+    root = backup(storage_api, [bucket], tmp_path / "storage")
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["buckets"][bucket]["objects"][0]["cacheControl"] = "public, max-age=30"
     (root / "manifest.json").write_text(json.dumps(manifest))
 
-    p = plan(storage, root)
+    p = plan(storage_api, root)
     assert triples(p.uploads) == {(bucket, "c.txt", "metadata")} and "public, max-age=30" in p.warnings[0]
-    apply(storage, p, root)
-    assert sm.list_objects(storage, bucket, log=quiet)[0]["metadata"]["cacheControl"] == "max-age=30"
-    assert plan(storage, root).empty
+    apply(storage_api, p, root)
+    assert sm.list_objects(storage_api, bucket, log=quiet)[0]["metadata"]["cacheControl"] == "max-age=30"
+    assert plan(storage_api, root).empty
 
 
 def test_cache_control_mapping():

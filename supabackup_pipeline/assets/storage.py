@@ -1,6 +1,6 @@
 """Storage bucket mirrors: one asset per bucket (from the discovery cache) plus `storage_buckets`, all one step.
 
-One step mirrors every selected bucket so that they share one client, one thread pool budget and
+One step mirrors every selected bucket so that they share one HTTP client, one thread pool budget and
 one look-up of the previous backup (whose unchanged objects are hard-linked, not downloaded).
 Selecting `storage_buckets` means "every bucket that exists at run time": a bucket created since the
 code location loaded is still backed up, and gets its own asset after a reload.
@@ -77,27 +77,26 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
         staging = store.start(backup_id)
         selected = context.selected_asset_keys
         complete = STORAGE_BUCKETS_KEY in selected
-        client = storage.client()
+        with storage.api() as api:  # one HTTP client for the whole step
+            live = list_buckets(api, log=context.log.info)
+            wanted = live if complete else [b for b in live if bucket_key(b["id"]) in selected]
+            gone = sorted(name for key, name in by_key.items() if key in selected and name not in {b["id"] for b in live})
+            if gone:
+                context.log.warning(f"buckets no longer in the project (nothing to back up): {gone}")
 
-        live = list_buckets(client, log=context.log.info)
-        wanted = live if complete else [b for b in live if bucket_key(b["id"]) in selected]
-        gone = sorted(name for key, name in by_key.items() if key in selected and name not in {b["id"] for b in live})
-        if gone:
-            context.log.warning(f"buckets no longer in the project (nothing to back up): {gone}")
-
-        previous = previous_storage(store, exclude=backup_id)
-        if previous:
-            context.log.info(f"unchanged objects are hard-linked from backup {previous[0]}")
-        out = staging / STORAGE_DIR
-        shutil.rmtree(out, ignore_errors=True)  # a retried step starts clean
-        mirrors: list[BucketMirror] = []
-        for b in wanted:
-            try:
-                mirrors.append(mirror_bucket(client, b, out, previous[1] if previous else None,
-                                             workers=config.workers, log=context.log.info))
-            except BucketGone as exc:
-                context.log.warning(str(exc))
-                gone.append(b["id"])
+            previous = previous_storage(store, exclude=backup_id)
+            if previous:
+                context.log.info(f"unchanged objects are hard-linked from backup {previous[0]}")
+            out = staging / STORAGE_DIR
+            shutil.rmtree(out, ignore_errors=True)  # a retried step starts clean
+            mirrors: list[BucketMirror] = []
+            for b in wanted:
+                try:
+                    mirrors.append(mirror_bucket(api, b, out, previous[1] if previous else None,
+                                                 workers=config.workers, log=context.log.info))
+                except BucketGone as exc:
+                    context.log.warning(str(exc))
+                    gone.append(b["id"])
         manifest_path, manifest_file = write_storage_manifest(out, mirrors)
         files = {path: f for m in mirrors for path, f in m.files.items()}
         files[manifest_path] = manifest_file

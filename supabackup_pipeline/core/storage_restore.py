@@ -1,11 +1,11 @@
 """Storage rollback: make the live buckets equal to a backup's `storage/` mirror again.
 
-    plan = plan_storage_restore(client, backup / "storage")       # read only: what would change
+    plan = plan_storage_restore(api, backup / "storage")          # read only: what would change
     print(plan.describe())                                          # --dry-run stops here
-    result = apply_storage_restore(client, plan, backup / "storage")
-    assert validate_storage(client, backup / "storage") == []       # post-validation
+    result = apply_storage_restore(api, plan, backup / "storage")
+    assert validate_storage(api, backup / "storage") == []          # post-validation
 
-`client` is a storage3 client (`supabase_client.storage`), as for the mirror.
+`api` is the project's Storage API (core/storage_api.StorageApi), as for the mirror.
 
 What "equal" means, per backed-up bucket:
 - The bucket exists with the backup's `public`, `file_size_limit` and `allowed_mime_types`
@@ -32,12 +32,12 @@ Decisions:
   When the backup's own settings reject an object it holds (a limit tightened after the object
   was written), the limit is lifted while the bucket is restored and put back at the end (also
   when the restore fails half-way); the plan says so (`relax`).
-- Uploads go through storage3's `upload` with `upsert`, the file given by path, so the bytes are
-  streamed from disk (httpx sends an open file in 64 KiB chunks) whatever the object's size.
+- Uploads are the official client's multipart upload with `upsert`, the file given by path, so
+  the bytes are streamed from disk (httpx sends an open file in 64 KiB chunks) whatever the size.
   Before an upload the backup file's size and SHA-256 are checked against the manifest: a
   damaged backup is never restored. File locations come from the manifest's `path` (objects `a`
   and `a/b` are stored as `a~1` and `a/b`), never from the object's name.
-- storage3 sends cache control as a number of seconds (form field `cacheControl`, which the
+- The upload API takes cache control as a number of seconds (form field `cacheControl`, which the
   server stores as "max-age=<n>"; an empty field gives "no-cache"). A recorded value of another
   shape cannot be set through the upload API: it is restored as its max-age (or "no-cache") and
   the plan has a warning.
@@ -57,7 +57,6 @@ import json
 import re
 import threading
 import time
-import urllib.parse
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,22 +64,22 @@ from typing import Any
 
 from supabackup_pipeline.core.errors import SupabackupError, UnsafeName
 from supabackup_pipeline.core.files import HASH_CHUNK
-from supabackup_pipeline.core.storage_mirror import (
-    MANIFEST_FORMAT,
-    MANIFEST_NAME,
-    BucketGone,
+from supabackup_pipeline.core.storage_api import (
     Log,
     Retry,
-    _etag_md5,
-    _inside,
-    _not_found,
-    _Objects,
-    _retrying,
-    _status,
+    StorageApi,
+    error_status,
+    etag_md5,
+    is_not_found,
+    retrying,
+)
+from supabackup_pipeline.core.storage_mirror import BucketGone, list_buckets, list_objects
+from supabackup_pipeline.core.storage_paths import (
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
     check_bucket_name,
     check_object_name,
-    list_buckets,
-    list_objects,
+    inside,
 )
 
 SETTINGS = ("public", "file_size_limit", "allowed_mime_types")
@@ -254,7 +253,7 @@ def _backup_file(root: Path, entry: dict, obj: dict) -> tuple[str, Path]:
     check_bucket_name(bucket_folder)
     check_object_name(entry["dir"], obj["path"])  # our own file, still checked: no .., no absolute paths
     rel = f"{bucket_folder}/{obj['path']}"
-    return rel, _inside(root, rel)
+    return rel, inside(root, rel)
 
 
 def _hash_file(path: Path) -> tuple[int, str, str]:
@@ -291,9 +290,9 @@ def _norm_setting(key: str, value: Any) -> Any:
 
 
 def _cache_field(value: str | None) -> tuple[str | None, str | None, bool]:
-    """(storage3 `cache-control` option, the value the server will then store, exact?) for a recorded value.
+    """(upload's `cache_control` seconds, the value the server will then store, exact?) for a recorded value.
 
-    storage3 sends the option as the `cacheControl` form field; storage-api stores "max-age=<field>",
+    The upload sends it as the `cacheControl` form field; storage-api stores "max-age=<field>",
     or "no-cache" when the field is empty. None: nothing recorded, nothing compared.
     """
     if value is None:
@@ -319,96 +318,128 @@ class _BucketDiff:
     unchanged: int = 0
 
 
-def _diff_objects(client, root: Path, bucket: str, entry: dict, live: list[dict] | None, pool: ThreadPoolExecutor,
-                  checked: dict, warnings: list[str], retry: Retry, log: Log, user_metadata: bool) -> _BucketDiff:
-    """Compare one bucket's backup entries with its live listing (None: the bucket does not exist)."""
-    diff = _BucketDiff()
-    live_by_name = {o["name"]: o for o in live or []}
-    backed_up = {o["name"] for o in entry["objects"]}
-    lock = threading.Lock()
+@dataclass
+class _PlanContext:
+    """What comparing buckets needs besides the bucket: the API, the backup, and the plan's tallies."""
 
-    def count(what: str) -> None:
-        with lock:
-            checked[what] += 1
+    api: StorageApi
+    root: Path  # the backup's storage/ folder
+    pool: ThreadPoolExecutor
+    plan: StorageRestorePlan  # its `checked` counts and `warnings` are filled in
+    retry: Retry
+    log: Log
+    user_metadata: bool
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def backup_md5(obj: dict) -> str:
-        md5 = _etag_md5(obj.get("etag"))
+    def count(self, what: str) -> None:
+        with self.lock:
+            self.plan.checked[what] += 1
+
+
+@dataclass
+class _ObjectComparison:
+    """Compares the objects of one backed-up bucket with their live copies, by hash, never by date."""
+
+    ctx: _PlanContext
+    bucket: str
+    entry: dict  # the bucket's manifest entry
+    live_by_name: dict[str, dict]
+
+    def compare(self, obj: dict) -> ObjectChange | None:
+        """The upload the object needs (None: the live object is already equal)."""
+        name = obj["name"]
+        rel, path = _backup_file(self.ctx.root, self.entry, obj)
+        if not path.is_file():
+            raise StorageRestoreError(f"bucket {self.bucket!r} object {name!r}: the backup's file {rel!r} is missing")
+        live = self.live_by_name.get(name)
+        reason, detail = ("missing", "") if live is None else self._difference(obj, live)
+        return ObjectChange(self.bucket, name, reason, obj.get("size"), rel, detail) if reason else None
+
+    def _difference(self, obj: dict, live: dict) -> tuple[str | None, str]:
+        """(reason, detail) of how the live object differs: content first, then metadata."""
+        meta = live["metadata"] or {}
+        if meta.get("size") != obj.get("size"):
+            return "content", f"size {meta.get('size')} != backup {obj.get('size')}"
+        want_md5 = self._backup_md5(obj)
+        have_md5 = self._live_md5(obj["name"], meta)
+        if have_md5 is None:
+            return "missing", ""
+        if have_md5 != want_md5:
+            return "content", f"MD5 {have_md5} != backup {want_md5}"
+        details = _listed_metadata_differences(obj, meta)
+        if self.ctx.user_metadata and "user_metadata" in obj and not details and not _untouched(obj, live):
+            exists, have = self._live_user_metadata(obj["name"])
+            if not exists:
+                return "missing", ""
+            if not _same_user_metadata(have, obj["user_metadata"]):
+                details.append(f"user metadata {have!r} != backup {obj['user_metadata']!r}")
+        return ("metadata", "; ".join(details)) if details else (None, "")
+
+    def _backup_md5(self, obj: dict) -> str:
+        """The backup's MD5: its recorded eTag, or its file hashed."""
+        md5 = etag_md5(obj.get("etag"))
         if md5:
             return md5
-        _, path = _backup_file(root, entry, obj)
-        count("backup_hashed")
+        _, path = _backup_file(self.ctx.root, self.entry, obj)
+        self.ctx.count("backup_hashed")
         try:
             return _hash_file(path)[1]
         except OSError as exc:
-            raise StorageRestoreError(f"bucket {bucket!r} object {obj['name']!r}: backup file unreadable: {exc}") \
-                from exc
+            raise StorageRestoreError(f"bucket {self.bucket!r} object {obj['name']!r}: backup file unreadable:"
+                                      f" {exc}") from exc
 
-    def live_md5(name: str, meta: dict) -> str | None:
+    def _live_md5(self, name: str, meta: dict) -> str | None:
         """The live object's MD5: its eTag, or its bytes hashed (None: gone meanwhile)."""
-        md5 = _etag_md5(meta.get("eTag"))
+        md5 = etag_md5(meta.get("eTag"))
         if md5:
             return md5
-        count("live_hashed")
-        digest = hashlib.md5()
+        self.ctx.count("live_hashed")
 
-        def fetch() -> None:
-            nonlocal digest
+        def hash_download() -> str:
             digest = hashlib.md5()
-            _Objects(client, bucket).download(name, digest.update)
+            self.ctx.api.download(self.bucket, name, digest.update)
+            return digest.hexdigest()
         try:
-            _retrying(f"bucket {bucket!r} object {name!r}: download to hash", fetch, retry, log)
+            return retrying(f"bucket {self.bucket!r} object {name!r}: download to hash", hash_download,
+                            self.ctx.retry, self.ctx.log)
         except Exception as exc:
-            if _not_found(exc):
+            if is_not_found(exc):
                 return None
             raise
-        return digest.hexdigest()
 
-    def live_user_metadata(name: str) -> tuple[bool, Any]:
-        count("info")
+    def _live_user_metadata(self, name: str) -> tuple[bool, Any]:
+        """(exists, user metadata) of the live object: the listing does not carry it."""
+        self.ctx.count("info")
         try:
-            info = _retrying(f"bucket {bucket!r} object {name!r}: info",
-                             lambda: _Objects(client, bucket).info(name), retry, log)
+            info = retrying(f"bucket {self.bucket!r} object {name!r}: info",
+                            lambda: self.ctx.api.info(self.bucket, name), self.ctx.retry, self.ctx.log)
         except Exception as exc:
-            if _not_found(exc):
+            if is_not_found(exc):
                 return False, None
             raise
         return True, info.get("metadata")
 
-    def compare(obj: dict) -> ObjectChange | None:
-        name = obj["name"]
-        rel, path = _backup_file(root, entry, obj)
-        def change(reason: str, detail: str = "") -> ObjectChange:
-            return ObjectChange(bucket, name, reason, obj.get("size"), rel, detail)
-        if not path.is_file():
-            raise StorageRestoreError(f"bucket {bucket!r} object {name!r}: the backup's file {rel!r} is missing")
-        o = live_by_name.get(name)
-        if o is None:
-            return change("missing")
-        meta = o["metadata"] or {}
-        if meta.get("size") != obj.get("size"):
-            return change("content", f"size {meta.get('size')} != backup {obj.get('size')}")
-        want_md5 = backup_md5(obj)
-        have_md5 = live_md5(name, meta)
-        if have_md5 is None:
-            return change("missing")
-        if have_md5 != want_md5:
-            return change("content", f"MD5 {have_md5} != backup {want_md5}")
-        details = []
-        if obj.get("mimetype") is not None and meta.get("mimetype") != obj["mimetype"]:
-            details.append(f"content type {meta.get('mimetype')!r} != backup {obj['mimetype']!r}")
-        _, cache_expected, _ = _cache_field(obj.get("cacheControl"))
-        if cache_expected is not None and meta.get("cacheControl") != cache_expected:
-            details.append(f"cache control {meta.get('cacheControl')!r} != backup {cache_expected!r}")
-        if user_metadata and "user_metadata" in obj and not details:
-            untouched = obj.get("id") and o.get("id") == obj.get("id") and o.get("updated_at") == obj.get("updated_at")
-            if not untouched:
-                exists, have = live_user_metadata(name)
-                if not exists:
-                    return change("missing")
-                if not _same_user_metadata(have, obj["user_metadata"]):
-                    details.append(f"user metadata {have!r} != backup {obj['user_metadata']!r}")
-        return change("metadata", "; ".join(details)) if details else None
 
+def _listed_metadata_differences(obj: dict, meta: dict) -> list[str]:
+    """Content type and cache control: what the listing shows besides the bytes."""
+    details = []
+    if obj.get("mimetype") is not None and meta.get("mimetype") != obj["mimetype"]:
+        details.append(f"content type {meta.get('mimetype')!r} != backup {obj['mimetype']!r}")
+    _, cache_expected, _ = _cache_field(obj.get("cacheControl"))
+    if cache_expected is not None and meta.get("cacheControl") != cache_expected:
+        details.append(f"cache control {meta.get('cacheControl')!r} != backup {cache_expected!r}")
+    return details
+
+
+def _untouched(obj: dict, live: dict) -> bool:
+    """Never written since the backup (same id and updated_at): its user metadata is the backup's."""
+    return bool(obj.get("id") and live.get("id") == obj.get("id") and live.get("updated_at") == obj.get("updated_at"))
+
+
+def _diff_objects(ctx: _PlanContext, bucket: str, entry: dict, live: list[dict] | None) -> _BucketDiff:
+    """Compare one bucket's backup entries with its live listing (None: the bucket does not exist)."""
+    diff = _BucketDiff()
+    live_by_name = {o["name"]: o for o in live or []}
     present = []
     for obj in entry["objects"]:
         if obj.get("missing"):
@@ -417,25 +448,27 @@ def _diff_objects(client, root: Path, bucket: str, entry: dict, live: list[dict]
                 bucket, obj["name"], "missing-in-backup", obj.get("size"), None,
                 "exists live, left alone" if there else "absent live too"))
             continue
-        if urllib.parse.unquote(obj["name"]) != obj["name"]:  # storage3 percent-decodes object paths
-            raise StorageRestoreError(f"bucket {bucket!r} object {obj['name']!r}: the name has percent escapes,"
-                                      " which storage3's upload would decode; it cannot be restored through it")
-        _, _, exact = _cache_field(obj.get("cacheControl"))
-        if not exact:
-            as_stored = _cache_field(obj["cacheControl"])[1]
-            warnings.append(f"bucket {bucket!r} object {obj['name']!r}: cache control {obj['cacheControl']!r}"
-                            f" cannot be set through the upload API; restored as {as_stored!r}")
+        _warn_unrestorable_cache_control(ctx.plan.warnings, bucket, obj)
         present.append(obj)
 
-    for obj, result in zip(present, pool.map(compare, present)):
-        if result is None:
+    comparison = _ObjectComparison(ctx, bucket, entry, live_by_name)
+    for change in ctx.pool.map(comparison.compare, present):
+        if change is None:
             diff.unchanged += 1
         else:
-            diff.uploads.append(result)
+            diff.uploads.append(change)
+    backed_up = {o["name"] for o in entry["objects"]}
     for name, o in sorted(live_by_name.items()):
         if name not in backed_up:
             diff.deletes.append(ObjectChange(bucket, name, "extra", (o["metadata"] or {}).get("size")))
     return diff
+
+
+def _warn_unrestorable_cache_control(warnings: list[str], bucket: str, obj: dict) -> None:
+    _, as_stored, exact = _cache_field(obj.get("cacheControl"))
+    if not exact:
+        warnings.append(f"bucket {bucket!r} object {obj['name']!r}: cache control {obj['cacheControl']!r}"
+                        f" cannot be set through the upload API; restored as {as_stored!r}")
 
 
 def _relax(settings: dict, uploads: list[ObjectChange], objects: dict[str, dict]) -> tuple[str, ...]:
@@ -451,8 +484,8 @@ def _relax(settings: dict, uploads: list[ObjectChange], objects: dict[str, dict]
     return tuple(relax)
 
 
-def plan_storage_restore(client, backup_storage_dir: Path, buckets: list[str] | None = None, *, workers: int = 8,
-                         log: Log = print, retry: Retry = Retry(), user_metadata: bool = True,
+def plan_storage_restore(api: StorageApi, backup_storage_dir: Path, buckets: list[str] | None = None, *,
+                         workers: int = 8, log: Log = print, retry: Retry = Retry(), user_metadata: bool = True,
                          delete_extra_buckets: bool = False) -> StorageRestorePlan:
     """What it takes to make the live buckets equal to the backup (reads only; nothing changes).
 
@@ -467,7 +500,7 @@ def plan_storage_restore(client, backup_storage_dir: Path, buckets: list[str] | 
         if unknown:
             raise StorageRestoreError(f"bucket(s) {', '.join(map(repr, unknown))} are not in the backup {root}")
     scope = sorted(manifest if buckets is None else set(buckets))
-    live_buckets = {b["id"]: b for b in list_buckets(client, retry, log)}
+    live_buckets = {b["id"]: b for b in list_buckets(api, retry, log)}
     plan = StorageRestorePlan(backup_storage_dir=str(root), buckets=scope)
     if buckets is None:
         plan.extra_buckets = sorted(set(live_buckets) - set(manifest))
@@ -475,42 +508,44 @@ def plan_storage_restore(client, backup_storage_dir: Path, buckets: list[str] | 
             plan.delete_buckets = list(plan.extra_buckets)
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="restore-plan") as pool:
+        ctx = _PlanContext(api, root, pool, plan, retry, log, user_metadata)
         for bucket in scope:
-            entry = manifest[bucket]
-            check_bucket_name(bucket)
-            settings = {"name": entry["settings"].get("name") or bucket,
-                        **{k: entry["settings"].get(k) for k in SETTINGS}}
-            live = None
-            if bucket in live_buckets:
-                try:
-                    live = list_objects(client, bucket, retry, log)
-                except BucketGone:
-                    live = None
-            diff = _diff_objects(client, root, bucket, entry, live, pool, plan.checked, plan.warnings, retry, log,
-                                 user_metadata)
-            objects = {o["name"]: o for o in entry["objects"]}
-            relax = _relax(settings, diff.uploads, objects)
-            if live is None:
-                plan.create_buckets.append(BucketChange(bucket, settings, {}, relax))
-            else:
-                have = live_buckets[bucket]
-                changes = {k: [have.get(k), settings[k]] for k in SETTINGS
-                           if _norm_setting(k, have.get(k)) != _norm_setting(k, settings[k])}
-                if changes or relax:
-                    plan.update_buckets.append(BucketChange(bucket, settings, changes, relax))
-            plan.uploads += diff.uploads
-            plan.deletes += diff.deletes
-            plan.missing_in_backup += diff.missing_in_backup
-            plan.unchanged += diff.unchanged
+            _plan_bucket(ctx, bucket, manifest[bucket], live_buckets.get(bucket))
     return plan
 
 
-def validate_storage(client, backup_storage_dir: Path, buckets: list[str] | None = None, *, workers: int = 8,
+def _plan_bucket(ctx: _PlanContext, bucket: str, entry: dict, live_settings: dict | None) -> None:
+    """Add to the plan what one backed-up bucket needs: its settings, then its objects."""
+    check_bucket_name(bucket)
+    settings = {"name": entry["settings"].get("name") or bucket, **{k: entry["settings"].get(k) for k in SETTINGS}}
+    live = None
+    if live_settings is not None:
+        try:
+            live = list_objects(ctx.api, bucket, ctx.retry, ctx.log)
+        except BucketGone:
+            live = None
+    diff = _diff_objects(ctx, bucket, entry, live)
+    relax = _relax(settings, diff.uploads, {o["name"]: o for o in entry["objects"]})
+    plan = ctx.plan
+    if live is None:
+        plan.create_buckets.append(BucketChange(bucket, settings, {}, relax))
+    else:
+        changes = {k: [live_settings.get(k), settings[k]] for k in SETTINGS
+                   if _norm_setting(k, live_settings.get(k)) != _norm_setting(k, settings[k])}
+        if changes or relax:
+            plan.update_buckets.append(BucketChange(bucket, settings, changes, relax))
+    plan.uploads += diff.uploads
+    plan.deletes += diff.deletes
+    plan.missing_in_backup += diff.missing_in_backup
+    plan.unchanged += diff.unchanged
+
+
+def validate_storage(api: StorageApi, backup_storage_dir: Path, buckets: list[str] | None = None, *, workers: int = 8,
                      log: Log = print, retry: Retry = Retry(), user_metadata: bool = True) -> list[str]:
     """Post-validation: how the live buckets differ from the backup (bucket settings, object
     listing, sizes and MD5s, content types, cache control, user metadata); [] when equal.
     Live buckets outside the backup and objects the backup recorded as missing are not differences."""
-    plan = plan_storage_restore(client, backup_storage_dir, buckets, workers=workers, log=log, retry=retry,
+    plan = plan_storage_restore(api, backup_storage_dir, buckets, workers=workers, log=log, retry=retry,
                                 user_metadata=user_metadata)
     return plan.mismatches()
 
@@ -568,7 +603,7 @@ class _Progress:
                      f" {self.bytes / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB")
 
 
-def apply_storage_restore(client, plan: StorageRestorePlan, backup_storage_dir: Path, workers: int = 8,
+def apply_storage_restore(api: StorageApi, plan: StorageRestorePlan, backup_storage_dir: Path, workers: int = 8,
                           log: Log = print, retry: Retry = Retry(), *, recheck: bool = True,
                           progress_every: float = 10.0) -> StorageRestoreResult:
     """Carry out the plan: buckets, uploads, deletions, final settings (see the module docstring).
@@ -583,159 +618,212 @@ def apply_storage_restore(client, plan: StorageRestorePlan, backup_storage_dir: 
         raise StorageRestoreError(f"the plan is for the backup {plan.backup_storage_dir}, not {root}")
     result = StorageRestoreResult()
     if recheck:
-        fresh = plan_storage_restore(client, root, plan.buckets, workers=workers, log=log, retry=retry)
-        if plan.delete_buckets:
-            live = {b["id"] for b in list_buckets(client, retry, log)}
-            fresh.extra_buckets = sorted(live - set(_read_manifest(root)))
-        plan, result.already_done = _recheck(plan, fresh)
+        plan, result.already_done = _still_to_do(api, plan, root, workers, retry, log)
         if result.already_done:
             log(f"storage restore: {result.already_done} planned action(s) already done; resuming")
-    manifest = _read_manifest(root)
-    relaxed: dict[str, dict] = {}  # bucket -> final settings, for buckets whose limits are lifted
-
-    def fail(message: str) -> StorageRestoreError:
-        result.seconds = time.monotonic() - started
-        error = StorageRestoreError(message)
-        error.result = result
-        return error
-
+    applier = _Applier(api, root, _read_manifest(root), result, retry, log, started)
     try:
-        # 1. buckets, before any upload: tightened limits must not reject what is restored
-        for b in plan.create_buckets:
-            options = _bucket_options(b.settings, b.relax)
-            log(f"storage restore: creating bucket {b.describe()}")
-            try:
-                _create_bucket(client, b.bucket, b.settings["name"], options, retry, log)
-            except Exception as exc:
-                raise fail(f"bucket {b.bucket!r}: create failed: {type(exc).__name__}: {exc}") from exc
-            result.buckets_created.append(b.bucket)
-            if b.relax:
-                relaxed[b.bucket] = b.settings
-        for b in plan.update_buckets:
-            log(f"storage restore: bucket settings {b.describe()}")
-            try:
-                _retrying(f"update bucket {b.bucket!r}",
-                          lambda b=b: client.update_bucket(b.bucket, _bucket_options(b.settings, b.relax)), retry, log)
-            except Exception as exc:
-                raise fail(f"bucket {b.bucket!r}: settings update failed: {type(exc).__name__}: {exc}") from exc
-            if b.changes:
-                result.buckets_updated.append(b.bucket)
-            if b.relax:
-                relaxed[b.bucket] = b.settings
-
-        # 2. uploads, in a bounded pool
-        progress = _Progress(len(plan.uploads), plan.upload_bytes, log, progress_every)
-        lock = threading.Lock()
-        stop = threading.Event()  # set by the first failure: uploads not yet started are skipped
-        failures: list[tuple[ObjectChange, BaseException]] = []
-
-        def upload(o: ObjectChange) -> None:
-            if stop.is_set():
-                return
-            obj = index[o.bucket][o.name]
-            try:
-                _upload_one(client, root, o.bucket, manifest[o.bucket], obj, retry, log)
-            except BaseException as exc:
-                with lock:
-                    failures.append((o, exc))
-                stop.set()
-                return
-            with lock:
-                result.uploaded.append(f"{o.bucket}/{o.name}")
-                result.uploaded_bytes += obj["size"]
-            progress.add(obj["size"])
-
-        index = {b: {x["name"]: x for x in manifest[b]["objects"]} for b in {o.bucket for o in plan.uploads}}
-        if plan.uploads:
-            log(f"storage restore: uploading {len(plan.uploads)} object(s), {_mb(plan.upload_bytes)}")
-            pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="restore-upload")
-            try:
-                pending: set[Future] = {pool.submit(upload, o) for o in plan.uploads}
-                while pending and not stop.is_set():
-                    done, pending = wait(pending, timeout=progress_every, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        future.result()  # upload() keeps its own failures; this only surfaces bugs
-                    progress.report()
-            finally:
-                stop.set()
-                pool.shutdown(wait=True, cancel_futures=True)
-            if failures:
-                o, exc = failures[0]  # the first to fail, in time
-                if isinstance(exc, StorageRestoreError):
-                    raise fail(str(exc)) from exc
-                raise fail(f"bucket {o.bucket!r} object {o.name!r}: upload failed: {type(exc).__name__}: {exc}"
-                           + (f" (and {len(failures) - 1} more failed uploads)" if len(failures) > 1 else "")) from exc
-            progress.report(force=True)
-
-        # 3. objects that are not in the backup, through the Storage API
-        by_bucket: dict[str, list[str]] = {}
-        for o in plan.deletes:
-            by_bucket.setdefault(o.bucket, []).append(o.name)
-        for bucket, names in by_bucket.items():
-            log(f"storage restore: deleting {len(names)} object(s) of bucket {bucket!r} that are not in the backup")
-            for i in range(0, len(names), REMOVE_BATCH):
-                batch = names[i:i + REMOVE_BATCH]
-                try:
-                    _retrying(f"bucket {bucket!r}: remove", lambda batch=batch: client.from_(bucket).remove(batch),
-                              retry, log)
-                except Exception as exc:
-                    raise fail(f"bucket {bucket!r}: deleting {batch[0]!r}...: {type(exc).__name__}: {exc}") from exc
-                result.deleted += [f"{bucket}/{n}" for n in batch]
-
-        # 4. whole buckets, only when asked for
-        for bucket in plan.delete_buckets:
-            log(f"storage restore: deleting bucket {bucket!r} (not in the backup)")
-            try:
-                _delete_bucket(client, bucket, retry, log)
-            except Exception as exc:
-                raise fail(f"bucket {bucket!r}: delete failed: {type(exc).__name__}: {exc}") from exc
-            result.buckets_deleted.append(bucket)
+        applier.restore_buckets(plan)  # before any upload: tightened limits must not reject what is restored
+        applier.upload(plan, workers, progress_every)
+        applier.delete_objects(plan)
+        applier.delete_buckets(plan)  # only when asked for
     finally:
-        # 5. limits lifted for the restore go back, also when it failed half-way
-        for bucket, settings in relaxed.items():
-            try:
-                _retrying(f"update bucket {bucket!r}", lambda: client.update_bucket(bucket, _bucket_options(settings)),
-                          retry, log)
-            except Exception as exc:
-                log(f"storage restore: could not put back the limits of bucket {bucket!r}: {exc};"
-                    " planning again will show it")
-            else:
-                log(f"storage restore: bucket {bucket!r} limits put back")
+        applier.put_back_limits()  # also when the restore failed half-way
     result.seconds = time.monotonic() - started
     log(f"storage restore: done: {result.summary()}")
     return result
 
 
-def _create_bucket(client, bucket: str, name: str, options: dict, retry: Retry, log: Log) -> None:
-    def create() -> None:
+def _still_to_do(api: StorageApi, plan: StorageRestorePlan, root: Path, workers: int, retry: Retry,
+                 log: Log) -> tuple[StorageRestorePlan, int]:
+    """The plan re-checked against the live project: (what is left, how many actions are done)."""
+    fresh = plan_storage_restore(api, root, plan.buckets, workers=workers, log=log, retry=retry)
+    if plan.delete_buckets:
+        live = {b["id"] for b in list_buckets(api, retry, log)}
+        fresh.extra_buckets = sorted(live - set(_read_manifest(root)))
+    return _recheck(plan, fresh)
+
+
+@dataclass
+class _Applier:
+    """Carries out one plan's steps, recording each in `result`; remembers the limits it lifted."""
+
+    api: StorageApi
+    root: Path  # the backup's storage/ folder
+    manifest: dict  # its buckets
+    result: StorageRestoreResult
+    retry: Retry
+    log: Log
+    started: float
+    relaxed: dict[str, dict] = field(default_factory=dict)  # bucket -> final settings, limits lifted meanwhile
+
+    def fail(self, message: str) -> StorageRestoreError:
+        """The error to raise, carrying what was done so far."""
+        self.result.seconds = time.monotonic() - self.started
+        error = StorageRestoreError(message)
+        error.result = self.result
+        return error
+
+    def _attempt(self, what: str, fn, failure: str) -> None:
+        """fn, retried; its last failure becomes a StorageRestoreError saying `failure`."""
         try:
-            client.create_bucket(bucket, name, {k: v for k, v in options.items() if v is not None})  # null: default
+            retrying(what, fn, self.retry, self.log)
         except Exception as exc:
-            if _status(exc) != 409:
-                raise
-            # exists: an earlier attempt whose answer was lost, or created meanwhile; make its settings ours
-            client.update_bucket(bucket, options)
-    _retrying(f"create bucket {bucket!r}", create, retry, log)
+            raise self.fail(f"{failure}: {type(exc).__name__}: {exc}") from exc
+
+    def restore_buckets(self, plan: StorageRestorePlan) -> None:
+        """Create missing buckets and put settings back (limits the restore needs lifted stay lifted)."""
+        for b in plan.create_buckets:
+            self.log(f"storage restore: creating bucket {b.describe()}")
+            options = _bucket_options(b.settings, b.relax)
+            self._attempt(f"create bucket {b.bucket!r}",
+                          lambda b=b, options=options: _create_bucket(self.api, b.bucket, b.settings["name"], options),
+                          f"bucket {b.bucket!r}: create failed")
+            self.result.buckets_created.append(b.bucket)
+            if b.relax:
+                self.relaxed[b.bucket] = b.settings
+        for b in plan.update_buckets:
+            self.log(f"storage restore: bucket settings {b.describe()}")
+            self._attempt(f"update bucket {b.bucket!r}",
+                          lambda b=b: self.api.update_bucket(b.bucket, _bucket_options(b.settings, b.relax)),
+                          f"bucket {b.bucket!r}: settings update failed")
+            if b.changes:
+                self.result.buckets_updated.append(b.bucket)
+            if b.relax:
+                self.relaxed[b.bucket] = b.settings
+
+    def upload(self, plan: StorageRestorePlan, workers: int, progress_every: float) -> None:
+        """The planned uploads, in a bounded pool; the first failure stops them and is raised."""
+        if not plan.uploads:
+            return
+        self.log(f"storage restore: uploading {len(plan.uploads)} object(s), {_mb(plan.upload_bytes)}")
+        uploads = _UploadPool(self, plan, progress_every)
+        uploads.run(workers)
+        if uploads.failures:
+            o, exc = uploads.failures[0]  # the first to fail, in time
+            if isinstance(exc, StorageRestoreError):
+                raise self.fail(str(exc)) from exc
+            more = len(uploads.failures) - 1
+            raise self.fail(f"bucket {o.bucket!r} object {o.name!r}: upload failed: {type(exc).__name__}: {exc}"
+                            + (f" (and {more} more failed uploads)" if more else "")) from exc
+        uploads.progress.report(force=True)
+
+    def delete_objects(self, plan: StorageRestorePlan) -> None:
+        """Objects that are not in the backup, through the Storage API (SQL deletes are refused)."""
+        by_bucket: dict[str, list[str]] = {}
+        for o in plan.deletes:
+            by_bucket.setdefault(o.bucket, []).append(o.name)
+        for bucket, names in by_bucket.items():
+            self.log(f"storage restore: deleting {len(names)} object(s) of bucket {bucket!r} that are not in the"
+                     " backup")
+            for i in range(0, len(names), REMOVE_BATCH):
+                batch = names[i:i + REMOVE_BATCH]
+                self._attempt(f"bucket {bucket!r}: remove", lambda bucket=bucket, batch=batch: self.api.remove(
+                    bucket, batch), f"bucket {bucket!r}: deleting {batch[0]!r}...")
+                self.result.deleted += [f"{bucket}/{n}" for n in batch]
+
+    def delete_buckets(self, plan: StorageRestorePlan) -> None:
+        for bucket in plan.delete_buckets:
+            self.log(f"storage restore: deleting bucket {bucket!r} (not in the backup)")
+            try:
+                _delete_bucket(self.api, bucket, self.retry, self.log)
+            except Exception as exc:
+                raise self.fail(f"bucket {bucket!r}: delete failed: {type(exc).__name__}: {exc}") from exc
+            self.result.buckets_deleted.append(bucket)
+
+    def put_back_limits(self) -> None:
+        """The backup's limits again where they were lifted; a failure is logged (a new plan shows it)."""
+        for bucket, settings in self.relaxed.items():
+            try:
+                retrying(f"update bucket {bucket!r}", lambda: self.api.update_bucket(bucket, _bucket_options(settings)),
+                         self.retry, self.log)
+            except Exception as exc:
+                self.log(f"storage restore: could not put back the limits of bucket {bucket!r}: {exc};"
+                         " planning again will show it")
+            else:
+                self.log(f"storage restore: bucket {bucket!r} limits put back")
 
 
-def _delete_bucket(client, bucket: str, retry: Retry, log: Log) -> None:
+class _UploadPool:
+    """Uploads in a bounded pool: the first failure stops what has not started; failures are kept in order."""
+
+    def __init__(self, applier: _Applier, plan: StorageRestorePlan, progress_every: float) -> None:
+        self.applier, self.uploads, self.every = applier, plan.uploads, progress_every
+        self.progress = _Progress(len(plan.uploads), plan.upload_bytes, applier.log, progress_every)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.failures: list[tuple[ObjectChange, BaseException]] = []
+        manifest = applier.manifest
+        self.index = {b: {x["name"]: x for x in manifest[b]["objects"]} for b in {o.bucket for o in plan.uploads}}
+
+    def run(self, workers: int) -> None:
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="restore-upload")
+        try:
+            pending: set[Future] = {pool.submit(self.upload_one, o) for o in self.uploads}
+            while pending and not self.stop.is_set():
+                done, pending = wait(pending, timeout=self.every, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # upload_one() keeps its own failures; this only surfaces bugs
+                self.progress.report()
+        finally:
+            self.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def upload_one(self, o: ObjectChange) -> None:
+        if self.stop.is_set():
+            return
+        a, obj = self.applier, self.index[o.bucket][o.name]
+        try:
+            _upload_one(a.api, a.root, o.bucket, a.manifest[o.bucket], obj, a.retry, a.log)
+        except BaseException as exc:
+            with self.lock:
+                self.failures.append((o, exc))
+            self.stop.set()
+            return
+        with self.lock:
+            a.result.uploaded.append(f"{o.bucket}/{o.name}")
+            a.result.uploaded_bytes += obj["size"]
+        self.progress.add(obj["size"])
+
+
+def _create_bucket(api: StorageApi, bucket: str, name: str, options: dict) -> None:
+    """Create the bucket; one that exists already (an earlier attempt's lost answer) gets our settings."""
+    try:
+        api.create_bucket(bucket, name, {k: v for k, v in options.items() if v is not None})  # null: default
+    except Exception as exc:
+        if error_status(exc) != 409:
+            raise
+        api.update_bucket(bucket, options)
+
+
+def _delete_bucket(api: StorageApi, bucket: str, retry: Retry, log: Log) -> None:
+    """Empty the bucket through the API (a listing at a time), then delete it; a gone bucket is done."""
     while True:
         try:
-            names = [o["name"] for o in list_objects(client, bucket, retry, log)]
+            names = [o["name"] for o in list_objects(api, bucket, retry, log)]
         except BucketGone:
             return
         if not names:
             break
         for i in range(0, len(names), REMOVE_BATCH):
-            _retrying(f"bucket {bucket!r}: remove", lambda i=i: client.from_(bucket).remove(names[i:i + REMOVE_BATCH]),
-                      retry, log)
-    _retrying(f"delete bucket {bucket!r}", lambda: client.delete_bucket(bucket), retry, log)
+            retrying(f"bucket {bucket!r}: remove", lambda i=i: api.remove(bucket, names[i:i + REMOVE_BATCH]),
+                     retry, log)
+    retrying(f"delete bucket {bucket!r}", lambda: api.delete_bucket(bucket), retry, log)
 
 
-def _upload_one(client, root: Path, bucket: str, entry: dict, obj: dict, retry: Retry, log: Log) -> None:
+def _upload_one(api: StorageApi, root: Path, bucket: str, entry: dict, obj: dict, retry: Retry, log: Log) -> None:
     """Upload one object from the backup (checked against the manifest first), with its metadata."""
     name = obj["name"]
     what = f"bucket {bucket!r} object {name!r}"
+    path = _checked_backup_file(root, entry, obj, what)
+    cache, _, _ = _cache_field(obj.get("cacheControl"))
+    # a path, not bytes: the file is opened per attempt and streamed from disk
+    retrying(what, lambda: api.upload(bucket, name, path, content_type=obj.get("mimetype") or "application/octet-stream",
+                                      cache_control=cache, user_metadata=obj.get("user_metadata")), retry, log)
+
+
+def _checked_backup_file(root: Path, entry: dict, obj: dict, what: str) -> Path:
+    """The object's backup file, after checking its size and SHA-256 against the manifest."""
     try:
         rel, path = _backup_file(root, entry, obj)
     except UnsafeName as exc:
@@ -748,12 +836,4 @@ def _upload_one(client, root: Path, bucket: str, entry: dict, obj: dict, retry: 
         raise StorageRestoreError(f"{what}: the backup's file {rel!r} does not match the manifest"
                                   f" ({size} bytes, SHA-256 {sha256}; recorded {obj.get('size')}, {obj.get('sha256')});"
                                   " not restoring damaged bytes")
-    options: dict[str, Any] = {"content-type": obj.get("mimetype") or "application/octet-stream", "upsert": "true"}
-    cache, _, _ = _cache_field(obj.get("cacheControl"))
-    if cache is not None:
-        options["cache-control"] = cache
-    if obj.get("user_metadata") is not None:
-        options["metadata"] = obj["user_metadata"]
-    api = client.from_(bucket)
-    # a path, not bytes: storage3 opens it per attempt and httpx streams it from disk
-    _retrying(what, lambda: api.upload(name, path, options), retry, log)
+    return path

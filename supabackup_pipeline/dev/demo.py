@@ -89,11 +89,9 @@ def state(db_url: str, storage) -> tuple:
     with psycopg.connect(db_url) as db:
         tables = db.execute(FINGERPRINT_SQL).fetchone() if db.execute(
             "SELECT to_regclass('public.invoice_lines')").fetchone()[0] else ("dropped",)
-    from supabackup_pipeline.core.storage_mirror import list_objects
-
-    files = tuple(sorted(
-        (bucket, o["name"], storage.from_(bucket).download(o["name"]))
-        for bucket in DEMO_BUCKETS for o in list_objects(storage, bucket)
+    files = tuple(sorted(  # the demo's buckets are small: one page of the official client's list v2
+        (bucket, o.name, storage.from_(bucket).download(o.name))
+        for bucket in DEMO_BUCKETS for o in storage.from_(bucket).list_v2({"limit": 1000, "prefix": ""}).objects
     ))
     return tables, files
 

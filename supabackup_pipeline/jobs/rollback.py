@@ -7,6 +7,8 @@ only when a person launches it (UI launchpad with `confirm` set to the backup ID
 reports a materialization of each `live/<schema>/<table>` asset with `restored_from`.
 """
 
+from contextlib import nullcontext
+
 import dagster as dg
 from pydantic import Field
 
@@ -85,11 +87,11 @@ def rollback_project(context: dg.OpExecutionContext, prepared: dict,
     store = backups.store()
     needs_db = bool({"database", "users"} & set(config.components))
     try:
-        report = run_rollback(
-            store, backup_id, database.database_url() if needs_db else None,
-            storage.client() if "storage" in config.components else None, options,
-            take_safety_backup=lambda: safety_backup_id, log=context.log.info, verified=True,
-        )
+        with storage.api() if "storage" in config.components else nullcontext() as storage_api:
+            report = run_rollback(
+                store, backup_id, database.database_url() if needs_db else None, storage_api, options,
+                take_safety_backup=lambda: safety_backup_id, log=context.log.info, verified=True,
+            )
     except Exception as exc:
         _record_failure(store, backup_id, context.run_id, config.dry_run, exc)
         raise

@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from supabackup_pipeline.core.errors import ConfigError
+from supabackup_pipeline.core.storage_api import StorageApi
 
 
 NOT_SET = "not set: see the README's configuration section"
@@ -58,18 +59,13 @@ class SupabaseDatabase(dg.ConfigurableResource):
 
 
 class SupabaseStorage(dg.ConfigurableResource):
-    """The project's Storage API (SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY), through the official client."""
+    """The project's Storage API (SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY), over HTTP (core/storage_api.py)."""
 
     url: str | None = Field(default=None, description="SUPABASE_URL: the project's API URL")
     service_role_key: str | None = Field(default=None, description="SUPABASE_SERVICE_ROLE_KEY (secret)")
 
-    def client(self):
-        """storage3's client, authenticated with the service role key."""
-        from supabase import create_client
-
+    def api(self) -> StorageApi:
+        """The Storage API, authenticated with the service role key (close it, or use it in a `with`)."""
         url = check_supabase_url(self.url)
         key = require(self.service_role_key, "SUPABASE_SERVICE_ROLE_KEY")
-        try:
-            return create_client(url, key).storage
-        except Exception as exc:  # the client validates the key's shape
-            raise ConfigError(f"SUPABASE_SERVICE_ROLE_KEY is not accepted by the Supabase client: {exc}") from None
+        return StorageApi(url, key)
