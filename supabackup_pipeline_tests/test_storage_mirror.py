@@ -64,7 +64,8 @@ def assert_private(root: Path) -> None:
 
 # ------------------------------------------------------------------ content
 
-def test_mirror_is_byte_exact_private_and_listed_case_exactly(storage, storage_api, new_bucket, storage_faults, tmp_path):
+def test_mirror_is_byte_exact_private_and_listed_case_exactly(storage, storage_api,
+                                                              new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     big = os.urandom(9 * 1024 * 1024 + 123)
     objects = {
@@ -121,7 +122,8 @@ def test_empty_bucket_and_bucket_settings_are_recorded(storage, storage_api, new
     private = new_bucket()
     upload(storage, private, {"p.txt": b"private"}, **{"content-type": "text/plain"})
     out = tmp_path / "storage"
-    mirrors = [sm.mirror_bucket(storage_api, settings(storage_api, b), out, log=lambda _: None) for b in (public, private)]
+    mirrors = [sm.mirror_bucket(storage_api, settings(storage_api, b), out, log=lambda _: None)
+               for b in (public, private)]
     path, info = sm.write_storage_manifest(out, mirrors)
 
     assert path == "storage/manifest.json" and info["sha256"] == sha256_file(out / "manifest.json")
@@ -136,7 +138,8 @@ def test_empty_bucket_and_bucket_settings_are_recorded(storage, storage_api, new
 
 # ------------------------------------------------------------------ incremental
 
-def test_second_mirror_links_unchanged_objects_and_downloads_nothing(storage, storage_api, new_bucket, storage_faults, tmp_path):
+def test_second_mirror_links_unchanged_objects_and_downloads_nothing(storage, storage_api,
+                                                                     new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     objects = {f"dir/{i}.bin": os.urandom(1000 + i) for i in range(20)} | {"empty": b""}
     upload(storage, bucket, objects)
@@ -187,7 +190,8 @@ def test_transient_503s_are_retried(storage, storage_api, new_bucket, storage_fa
     assert storage_faults.downloads.count(f"{bucket}/flaky.txt") == 1 and result.missing == []
 
 
-def test_a_server_that_keeps_failing_fails_the_mirror_naming_the_object(storage, storage_api, new_bucket, storage_faults, tmp_path):
+def test_a_server_that_keeps_failing_fails_the_mirror_naming_the_object(storage, storage_api,
+                                                                        new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     upload(storage, bucket, {"down.txt": b"x"})
     storage_faults.fail_next("GET", rf"^/object/{bucket}/down\.txt$", status=503, times=10)
@@ -195,7 +199,8 @@ def test_a_server_that_keeps_failing_fails_the_mirror_naming_the_object(storage,
         mirror(storage_api, bucket, tmp_path / "storage")
 
 
-def test_bytes_that_do_not_match_the_listing_fail_naming_the_object(storage, storage_api, new_bucket, monkeypatch, tmp_path):
+def test_bytes_that_do_not_match_the_listing_fail_naming_the_object(storage, storage_api,
+                                                                    new_bucket, monkeypatch, tmp_path):
     bucket = new_bucket()
     upload(storage, bucket, {"ok.txt": b"ok", "liar.txt": b"real bytes"})
     listed = sm.list_objects
@@ -212,8 +217,8 @@ def test_bytes_that_do_not_match_the_listing_fail_naming_the_object(storage, sto
         mirror(storage_api, bucket, tmp_path / "storage")
 
 
-def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, storage_api, new_bucket, storage_faults, monkeypatch,
-                                                                    tmp_path):
+def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, storage_api,
+                                                                   new_bucket, storage_faults, monkeypatch, tmp_path):
     bucket = new_bucket()
     upload(storage, bucket, {"stays.txt": b"stays", "gone.txt": b"gone", "ghost.txt": b"ghost"})
     listed = sm.list_objects
@@ -236,7 +241,8 @@ def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, stor
 
 @pytest.mark.parametrize("evil", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "a\\..\\evil.txt", "a//evil.txt",
                                   "./evil.txt", "dir/", "nul\x00evil.txt", ".."])
-def test_malicious_names_are_refused_and_nothing_is_written(storage, storage_api, new_bucket, storage_faults, tmp_path, evil):
+def test_malicious_names_are_refused_and_nothing_is_written(storage, storage_api,
+                                                            new_bucket, storage_faults, tmp_path, evil):
     bucket = new_bucket()
     upload(storage, bucket, {"innocent.txt": b"innocent"})
     storage_faults.inject_listing(bucket, [evil])

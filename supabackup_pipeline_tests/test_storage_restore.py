@@ -85,8 +85,9 @@ def triples(changes) -> set[tuple]:
 
 # ------------------------------------------------------------------ the whole story
 
-def test_damaged_project_is_planned_restored_validated_and_a_rerun_does_nothing(storage, storage_api, new_bucket, storage_faults,
-                                                                               monkeypatch, tmp_path):
+def test_damaged_project_is_planned_restored_validated_and_a_rerun_does_nothing(storage, storage_api,
+                                                                                new_bucket, storage_faults,
+                                                                                monkeypatch, tmp_path):
     a = new_bucket()
     b = new_bucket(public=True, file_size_limit=1000, allowed_mime_types=["image/png", "text/*"])
     c = new_bucket(file_size_limit=10_000, allowed_mime_types=["text/*", "application/octet-stream"])
@@ -249,7 +250,8 @@ def test_transient_503s_on_uploads_are_retried(storage, storage_api, new_bucket,
     assert live_objects(storage, bucket) == expect(objects) and validate(storage_api, root) == []
 
 
-def test_a_crash_mid_apply_is_finished_by_a_rerun_and_lifted_limits_are_put_back(storage, storage_api, new_bucket, storage_faults,
+def test_a_crash_mid_apply_is_finished_by_a_rerun_and_lifted_limits_are_put_back(storage, storage_api,
+                                                                                 new_bucket, storage_faults,
                                                                                  monkeypatch, tmp_path):
     bucket = new_bucket()
     objects = {f"obj-{i:02d}.bin": (os.urandom(100 + i), "application/octet-stream", "3600", None) for i in range(12)}
@@ -312,7 +314,8 @@ def test_a_damaged_backup_file_is_never_uploaded(storage, storage_api, new_bucke
 
 # ------------------------------------------------------------------ hashes and edge cases
 
-def test_md5s_are_computed_when_an_etag_is_not_one(storage, storage_api, new_bucket, storage_faults, monkeypatch, tmp_path):
+def test_md5s_are_computed_when_an_etag_is_not_one(storage, storage_api,
+                                                   new_bucket, storage_faults, monkeypatch, tmp_path):
     bucket = new_bucket()
     put(storage, bucket, "multipart.bin", os.urandom(4000))
     put(storage, bucket, "sha-only.bin", b"only a sha256 recorded")
@@ -365,7 +368,8 @@ def test_only_the_named_buckets_and_extra_buckets_only_when_asked(storage, stora
     assert validate(storage_api, root) == []
 
 
-def test_an_unrestorable_cache_control_is_warned_about_and_the_plan_is_stable(storage, storage_api, new_bucket, tmp_path):
+def test_an_unrestorable_cache_control_is_warned_about_and_the_plan_is_stable(storage, storage_api,
+                                                                              new_bucket, tmp_path):
     bucket = new_bucket()
     put(storage, bucket, "c.txt", b"c", "text/plain", "60")
     root = backup(storage_api, [bucket], tmp_path / "storage")

@@ -8,6 +8,7 @@ code location loaded is still backed up, and gets its own asset after a reload.
 
 import shutil
 import time
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -15,6 +16,7 @@ from pydantic import Field
 from supabackup_pipeline.assets.keys import STORAGE_BUCKETS_KEY, bucket_key
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.discovery_cache import update_catalog
+from supabackup_pipeline.core.storage_api import StorageApi
 from supabackup_pipeline.core.storage_mirror import (
     STORAGE_DIR,
     BucketGone,
@@ -24,6 +26,7 @@ from supabackup_pipeline.core.storage_mirror import (
     previous_storage,
     write_storage_manifest,
 )
+from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseStorage
 
@@ -43,6 +46,32 @@ def _mirror_metadata(backup_id: str, mirrors: list[BucketMirror], seconds: float
         "duration_s": dg.MetadataValue.float(round(seconds, 3)),
         "missing": dg.MetadataValue.json(missing[:200]),
     }
+
+
+def _mirror_selected(api: StorageApi, context: dg.AssetExecutionContext, complete: bool, by_key: dict,
+                     store: BackupStore, backup_id: str, out: Path,
+                     workers: int) -> tuple[list[BucketMirror], list[str], tuple[str, Path] | None]:
+    """Mirror the selected buckets that exist now: (mirrors, selected buckets gone, previous backup linked from)."""
+    selected = context.selected_asset_keys
+    live = list_buckets(api, log=context.log.info)
+    wanted = live if complete else [b for b in live if bucket_key(b["id"]) in selected]
+    gone = sorted(name for key, name in by_key.items() if key in selected and name not in {b["id"] for b in live})
+    if gone:
+        context.log.warning(f"buckets no longer in the project (nothing to back up): {gone}")
+
+    previous = previous_storage(store, exclude=backup_id)
+    if previous:
+        context.log.info(f"unchanged objects are hard-linked from backup {previous[0]}")
+    shutil.rmtree(out, ignore_errors=True)  # a retried step starts clean
+    mirrors: list[BucketMirror] = []
+    for b in wanted:
+        try:
+            mirrors.append(mirror_bucket(api, b, out, previous[1] if previous else None, workers=workers,
+                                         log=context.log.info))
+        except BucketGone as exc:
+            context.log.warning(str(exc))
+            gone.append(b["id"])
+    return mirrors, gone, previous
 
 
 def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
@@ -77,26 +106,10 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
         staging = store.start(backup_id)
         selected = context.selected_asset_keys
         complete = STORAGE_BUCKETS_KEY in selected
+        out = staging / STORAGE_DIR
         with storage.api() as api:  # one HTTP client for the whole step
-            live = list_buckets(api, log=context.log.info)
-            wanted = live if complete else [b for b in live if bucket_key(b["id"]) in selected]
-            gone = sorted(name for key, name in by_key.items() if key in selected and name not in {b["id"] for b in live})
-            if gone:
-                context.log.warning(f"buckets no longer in the project (nothing to back up): {gone}")
-
-            previous = previous_storage(store, exclude=backup_id)
-            if previous:
-                context.log.info(f"unchanged objects are hard-linked from backup {previous[0]}")
-            out = staging / STORAGE_DIR
-            shutil.rmtree(out, ignore_errors=True)  # a retried step starts clean
-            mirrors: list[BucketMirror] = []
-            for b in wanted:
-                try:
-                    mirrors.append(mirror_bucket(api, b, out, previous[1] if previous else None,
-                                                 workers=config.workers, log=context.log.info))
-                except BucketGone as exc:
-                    context.log.warning(str(exc))
-                    gone.append(b["id"])
+            mirrors, gone, previous = _mirror_selected(api, context, complete, by_key, store, backup_id, out,
+                                                       config.workers)
         manifest_path, manifest_file = write_storage_manifest(out, mirrors)
         files = {path: f for m in mirrors for path, f in m.files.items()}
         files[manifest_path] = manifest_file

@@ -816,10 +816,11 @@ def _upload_one(api: StorageApi, root: Path, bucket: str, entry: dict, obj: dict
     name = obj["name"]
     what = f"bucket {bucket!r} object {name!r}"
     path = _checked_backup_file(root, entry, obj, what)
+    content_type = obj.get("mimetype") or "application/octet-stream"
     cache, _, _ = _cache_field(obj.get("cacheControl"))
     # a path, not bytes: the file is opened per attempt and streamed from disk
-    retrying(what, lambda: api.upload(bucket, name, path, content_type=obj.get("mimetype") or "application/octet-stream",
-                                      cache_control=cache, user_metadata=obj.get("user_metadata")), retry, log)
+    retrying(what, lambda: api.upload(bucket, name, path, content_type=content_type, cache_control=cache,
+                                      user_metadata=obj.get("user_metadata")), retry, log)
 
 
 def _checked_backup_file(root: Path, entry: dict, obj: dict, what: str) -> Path:
