@@ -42,8 +42,20 @@ def parse_components(text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ commands
+def _dev(module: str):
+    """A module of the local stack (dev/), whose web server and client libraries come with the
+    `dev` extra only: a production install says so instead of failing on an import."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"supabackup_pipeline.dev.{module}")
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"the local stack needs the dev extra ({exc.name} is not installed):"
+                         " pip install 'supabackup_pipeline[dev]'") from None
+
+
 def cmd_stack(args) -> int:
-    from supabackup_pipeline.dev import stack
+    stack = _dev("stack")
 
     if args.action == "up":
         info = stack.up()
@@ -62,7 +74,7 @@ def cmd_stack(args) -> int:
 def _with_backup_path(env: dict[str, str], starting: bool = True) -> dict[str, str]:
     """The stack's environment plus the BACKUP_PATH its UI and demo use: the one set when starting
     (remembered by the stack), so that `stack env` in any folder prints it."""
-    from supabackup_pipeline.dev import stack
+    stack = _dev("stack")
 
     given = os.environ.get("BACKUP_PATH") if starting else None
     return {**env, "BACKUP_PATH": stack.backup_path(given)}
@@ -70,7 +82,7 @@ def _with_backup_path(env: dict[str, str], starting: bool = True) -> dict[str, s
 
 def _stack_environment() -> dict[str, str]:
     """Start (or reuse) the local stack and point this process at it."""
-    from supabackup_pipeline.dev import stack
+    stack = _dev("stack")
 
     info = stack.up()
     os.environ.update(_with_backup_path(info.env()))
@@ -80,11 +92,10 @@ def _stack_environment() -> dict[str, str]:
 
 
 def cmd_demo(args) -> int:
-    from supabackup_pipeline.dev.demo import run_demo
-
+    demo = _dev("demo")
     if not args.no_ui:
         check_port_free(args.port)
-    run_demo(_stack_environment())
+    demo.run_demo(_stack_environment())
     if args.no_ui:
         return 0
     return cmd_dev(args)

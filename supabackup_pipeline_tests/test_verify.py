@@ -18,7 +18,7 @@ from supabackup_pipeline.core.storage_mirror import previous_storage
 from supabackup_pipeline.core.verify import manifest_checksum, verify_backup
 from supabackup_pipeline.definitions import build_definitions
 from supabackup_pipeline.operations import run_backup
-from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, backup_partitions
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 
 
 @pytest.fixture(scope="module")
@@ -173,10 +173,9 @@ def test_blocking_check_fails_the_run_when_a_file_is_corrupted_before_it_is_chec
     # the tables as the code location sees them (cached by the module's first backup)
     shutil.copytree(Path(env["BACKUP_PATH"]) / ".state", store.state_dir)
     items, notes = table_key("public", "items"), table_key("public", "notes")
-    dumps_only = dg.define_asset_job("dumps_only", selection=dg.AssetSelection.groups("tables", "auth").without_checks(),
-                                     partitions_def=backup_partitions)
+    dumps_only = dg.define_asset_job("dumps_only", selection=dg.AssetSelection.groups("tables", "auth").without_checks())
     checks_then_manifest = dg.define_asset_job(
-        "checks_then_manifest", partitions_def=backup_partitions,
+        "checks_then_manifest",
         selection=dg.AssetSelection.checks(*(dg.AssetCheckKey(k, "integrity") for k in (items, notes)))
         | dg.AssetSelection.assets(MANIFEST_KEY).without_checks(),
     )

@@ -7,15 +7,15 @@ import os
 import dagster as dg
 
 from supabackup_pipeline.core.backup_id import unique_backup_id
-from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, backup_partitions
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 
 BACKUP_GROUPS = ["tables", "auth", "storage", "backup"]
 DEFAULT_BACKUP_CRON = "0 3 * * *"
 
+# partitioned by backup ID: Dagster infers it from the selected assets
 backup_job = dg.define_asset_job(
     "backup_job",
     selection=dg.AssetSelection.groups(*BACKUP_GROUPS),
-    partitions_def=backup_partitions,
     description="Take one complete backup (tables, users, storage, manifest) into the partition = backup ID.",
     tags={"supabackup/kind": "backup"},
 )
