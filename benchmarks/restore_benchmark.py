@@ -81,12 +81,10 @@ def main() -> None:
     try:
         print(f"building {args.rows:,} rows ...", flush=True)
         build(info.db_url, args.rows)
-        from supabackup_pipeline.core.database_backup import backup_database
+        from supabackup_pipeline.core.database_backup import as_manifest, backup_database
 
         result = backup_database(info.db_url, work / "backup", ["public"], include_users=False, log=lambda m: None)
-        manifest = {"parts": {"database": {"schemas": ["public"], "tables": [
-            {"schema": d.ref.schema, "name": d.ref.name, "parquet": f"database/{d.parquet_file}",
-             "sidecar": f"database/{d.sidecar_file}"} for d in result.tables]}}}
+        manifest = as_manifest(result, ["public"])
         subprocess.run(["pg_dump", "-Fc", "--data-only", *[a for t in TABLES for a in ("-t", t)],
                         "-f", str(work / "dump.fc"), "--dbname", info.db_url], check=True)
         damage(info.db_url)

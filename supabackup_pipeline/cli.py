@@ -13,13 +13,12 @@ import os
 import sys
 from pathlib import Path
 
+from supabackup_pipeline.core.parts import COMPONENTS, GOOD_STATUSES
 from supabackup_pipeline.core.errors import SupabackupError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DEFAULT_DAGSTER_HOME = Path.home() / ".supabackup" / "dagster_home"
-COMPONENTS = ("database", "users", "storage")
-GOOD_STATUSES = ("valid", "complete")  # complete: written, integrity checks not run
 
 
 def ensure_dagster_home() -> Path:

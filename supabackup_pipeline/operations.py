@@ -14,6 +14,7 @@ from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.core.backup_id import unique_backup_id, validate_backup_id
 from supabackup_pipeline.core.catalog import list_tables
 from supabackup_pipeline.core.discovery_cache import update_catalog
+from supabackup_pipeline.core.parts import Parts
 from supabackup_pipeline.core.errors import REFUSAL_CLASSES, ConfigError
 from supabackup_pipeline.core.rollback_history import rollback_history
 from supabackup_pipeline.core.snapshot import connect, utc_now
@@ -315,15 +316,15 @@ def show_backup(backup_id: str) -> dict:
     validate_backup_id(backup_id)
     store = _store()
     manifest = store.manifest(backup_id)
-    parts = manifest.get("parts", {})
+    parts = Parts.from_manifest(manifest)
     return {
         **{k: manifest.get(k) for k in ("backup_id", "created_at", "description", "total_size",
                                        "components", "source", "snapshot", "tool_version")},
         "status": shown_status(store.published(backup_id), manifest.get("status")),
         "made_status": manifest.get("status"),
-        "tables": parts.get("database", {}).get("tables", []),
-        "users": parts.get("users", {}).get("tables", []),
-        "warnings": parts.get("database", {}).get("warnings", []),
+        "tables": [t.to_json() for t in parts.database.tables] if parts.database else [],
+        "users": [t.to_json() for t in parts.users.tables] if parts.users else [],
+        "warnings": parts.database.warnings if parts.database else [],
         "files": len(manifest.get("files", {})),
         "checks": manifest.get("checks"),
         "last_verification": last_verification(_store().published(backup_id)),

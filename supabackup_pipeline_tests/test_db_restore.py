@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from supabackup_pipeline.core import db_restore
-from supabackup_pipeline.core.database_backup import backup_database
+from supabackup_pipeline.core.database_backup import as_manifest, backup_database
 from supabackup_pipeline.core.db_restore import apply_database_restore, plan_database_restore
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.snapshot import connect
@@ -27,9 +27,7 @@ def schema(db):
 def back_up(db_url: str, schema: str, out: Path) -> dict:
     """A backup of `schema` (no users) and the manifest part a restore plan reads."""
     result = backup_database(db_url, out, [schema], include_users=False, log=lambda _: None)
-    return {"parts": {"database": {"schemas": [schema], "tables": [
-        {"schema": d.ref.schema, "name": d.ref.name, "parquet": f"database/{d.parquet_file}",
-         "sidecar": f"database/{d.sidecar_file}"} for d in result.tables]}}}
+    return as_manifest(result, [schema])
 
 
 def plan(db_url: str, out: Path, manifest: dict):
@@ -91,7 +89,8 @@ def test_a_changed_generated_column_is_recreated_as_backed_up(db, project_db_url
         ALTER TABLE {schema}.prices ADD COLUMN gross numeric GENERATED ALWAYS AS (net * 1.5) STORED;
     """)
     restore = plan(project_db_url, tmp_path, manifest)
-    assert restore.tables[0].drift == ["column gross generated differently since the backup: will be re-created"]
+    assert restore.tables[0].drift == [db_restore.Drift("generation_changed", "gross")]
+    assert restore.to_json()["tables"][0]["drift"] == ["column gross generated differently since the backup: will be re-created"]
 
     apply_database_restore(project_db_url, restore, tmp_path, log=lambda _: None)
 

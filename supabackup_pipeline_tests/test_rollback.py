@@ -257,7 +257,7 @@ def test_postgres_restarted_mid_restore_changes_nothing(tmp_path):
     """Its own cluster: restarting the session's shared one would disturb the other tests."""
     import threading
 
-    from supabackup_pipeline.core.database_backup import backup_database
+    from supabackup_pipeline.core.database_backup import as_manifest, backup_database
     from supabackup_pipeline.core.db_restore import apply_database_restore, plan_database_restore
     from supabackup_pipeline.core.snapshot import connect
     from supabackup_pipeline.dev.stack import create_database
@@ -268,9 +268,7 @@ def test_postgres_restarted_mid_restore_changes_nothing(tmp_path):
             db.execute("CREATE TABLE public.big AS SELECT g AS id, repeat(md5(g::text), 6) AS payload"
                        " FROM generate_series(1, 1500000) g")
         result = backup_database(info.db_url, tmp_path / "backup", ["public"], log=lambda _: None)
-        manifest = {"parts": {"database": {"schemas": ["public"], "tables": [
-            {"schema": d.ref.schema, "name": d.ref.name, "parquet": f"database/{d.parquet_file}",
-             "sidecar": f"database/{d.sidecar_file}"} for d in result.tables]}}}
+        manifest = as_manifest(result, ["public"])
         with psycopg.connect(info.db_url, autocommit=True) as db:
             db.execute("DELETE FROM public.big WHERE id > 1000")
         with connect(info.db_url) as conn:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from supabackup_pipeline.core.database_backup import backup_database
+from supabackup_pipeline.core.database_backup import as_manifest, backup_database
 from supabackup_pipeline.core.db_restore import RestoreRefused, apply_database_restore, plan_database_restore
 from supabackup_pipeline.core.schema_restore import SchemaRestoreRefused
 from supabackup_pipeline.core.snapshot import connect
@@ -33,13 +33,7 @@ def back_up(db_url: str, out: Path) -> dict:
     """A database + users backup and the manifest parts a restore plan reads."""
     result = backup_database(db_url, out, ["public"], include_users=True, log=lambda _: None)
     assert not result.warnings
-    return {"parts": {
-        "database": {"schemas": ["public"], "tables": [
-            {"schema": d.ref.schema, "name": d.ref.name, "parquet": f"database/{d.parquet_file}",
-             "sidecar": f"database/{d.sidecar_file}"} for d in result.tables]},
-        "users": {"tables": [{"table": d.ref.qualified, "parquet": f"users/{d.parquet_file}",
-                              "sidecar": f"users/{d.sidecar_file}"} for d in result.users]},
-    }}
+    return as_manifest(result, ["public"])
 
 
 def plan(db_url: str, backup: dict, **options):
@@ -216,9 +210,7 @@ def test_owners_the_new_project_lacks_fall_back_to_the_restoring_role(project_db
             ALTER FUNCTION owners.version() OWNER TO supabase_admin;
         """)
     result = backup_database(project_db_url, tmp_path, ["owners"], include_users=False, log=lambda _: None)
-    manifest = {"parts": {"database": {"schemas": ["owners"], "tables": [
-        {"schema": d.ref.schema, "name": d.ref.name, "parquet": f"database/{d.parquet_file}",
-         "sidecar": f"database/{d.sidecar_file}"} for d in result.tables]}}}
+    manifest = as_manifest(result, ["owners"])
     other = create_database(tmp_path / "new-project")
     try:
         target = create_project_database(other.superuser_url, "no_such_roles")

@@ -11,8 +11,9 @@ import dagster as dg
 from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, USERS_KEY, live_table_key, table_key
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.catalog import TableRef
-from supabackup_pipeline.core.database_backup import backup_database
+from supabackup_pipeline.core.database_backup import backup_database, database_parts
 from supabackup_pipeline.core.discovery_cache import update_catalog
+from supabackup_pipeline.core.parts import Component
 from supabackup_pipeline.core.table_dump import TableDump
 from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase
@@ -81,23 +82,10 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
             database.database_url(), staging, database.schema_list(), tables=wanted,
             include_users=USERS_KEY in selected, log=context.log.info,
         )
-        files = {path: f for path, f in result.files.items() if path.startswith("database/")}
-        store.write_part(backup_id, "database", {
-            "files": files, "snapshot": result.snapshot.to_json(),
-            "source": {"database": result.snapshot.database, "system_identifier": result.snapshot.system_identifier,
-                       "server_version": result.snapshot.server_version},
-            "complete": complete, "schemas": database.schema_list(),
-            "tables": [{"table": d.ref.qualified, "schema": d.ref.schema, "name": d.ref.name, "rows": d.rows,
-                        "parquet": f"database/{d.parquet_file}", "sidecar": f"database/{d.sidecar_file}",
-                        "sha256": d.parquet_sha256} for d in result.tables],
-            "warnings": result.warnings, "seconds": result.seconds,
-        })
-        if result.users:
-            store.write_part(backup_id, "users", {
-                "files": {path: f for path, f in result.files.items() if path.startswith("users/")},
-                "tables": [{"table": d.ref.qualified, "rows": d.rows, "parquet": f"users/{d.parquet_file}",
-                            "sidecar": f"users/{d.sidecar_file}", "sha256": d.parquet_sha256} for d in result.users],
-            })
+        parts = database_parts(result, complete, database.schema_list())
+        store.write_part(backup_id, Component.DATABASE, parts.database.to_json())
+        if parts.users:
+            store.write_part(backup_id, Component.USERS, parts.users.to_json())
         if complete:
             update_catalog(store.state_dir, tables=[[d.ref.schema, d.ref.name] for d in result.tables])
 

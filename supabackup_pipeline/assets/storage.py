@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from supabackup_pipeline.assets.keys import STORAGE_BUCKETS_KEY, bucket_key
+from supabackup_pipeline.core.parts import Component, StoragePart
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.discovery_cache import update_catalog
 from supabackup_pipeline.core.storage_api import StorageApi
@@ -113,11 +114,11 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
         manifest_path, manifest_file = write_storage_manifest(out, mirrors)
         files = {path: f for m in mirrors for path, f in m.files.items()}
         files[manifest_path] = manifest_file
-        store.write_part(backup_id, "storage", {
-            "files": files, "complete": complete, "previous_backup": previous[0] if previous else None,
-            "buckets": [m.summary() for m in mirrors], "vanished_buckets": gone,
-            "seconds": round(time.monotonic() - started, 3),
-        })
+        store.write_part(backup_id, Component.STORAGE, StoragePart(
+            files=files, complete=complete, previous_backup=previous[0] if previous else None,
+            buckets=[m.summary() for m in mirrors], vanished_buckets=gone,
+            seconds=round(time.monotonic() - started, 3),
+        ).to_json())
         if complete:
             update_catalog(store.state_dir, buckets=[m.bucket["id"] for m in mirrors])
 

@@ -13,6 +13,7 @@ from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, STORAGE_BUCKETS
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.manifest import write_manifest_and_publish
+from supabackup_pipeline.core.parts import Parts, TableEntry
 from supabackup_pipeline.core.snapshot import utc_now
 from supabackup_pipeline.core.verify import FileCheck, check_files, check_storage_manifest, check_table_dump
 from supabackup_pipeline.resources import BackupStorage
@@ -20,39 +21,38 @@ from supabackup_pipeline.resources import BackupStorage
 CHECK_NAME = "integrity"
 
 
-def _files_of(parts: dict, key: dg.AssetKey) -> tuple[dict[str, dict], list[tuple[str, str]]] | None:
-    """The files an asset wrote in this backup, and its (parquet, sidecar) pairs; None if it wrote none."""
-    database, users, storage = parts.get("database", {}), parts.get("users", {}), parts.get("storage", {})
+def _files_of(parts: Parts, key: dg.AssetKey) -> tuple[dict[str, dict], list[TableEntry]] | None:
+    """The files an asset wrote in this backup, and its table dumps; None if it wrote none."""
+    database, users, storage = parts.database, parts.users, parts.storage
     if key == USERS_KEY and users:
-        dumps = [(t["parquet"], t["sidecar"]) for t in users.get("tables", [])]
-        return users["files"], dumps
+        return users.files, users.tables
     if key == STORAGE_BUCKETS_KEY and storage:
-        return {p: f for p, f in storage["files"].items() if p == "storage/manifest.json"}, []
-    for t in database.get("tables", []):
-        if table_key(t["schema"], t["name"]) == key:
-            return {p: database["files"][p] for p in (t["parquet"], t["sidecar"])}, [(t["parquet"], t["sidecar"])]
+        return {p: f for p, f in storage.files.items() if p == "storage/manifest.json"}, []
+    for t in database.tables if database else []:
+        if table_key(t.schema, t.name) == key:
+            return {p: database.files[p] for p in (t.parquet, t.sidecar)}, [t]
     if key == DATABASE_SCHEMA_KEY and database:
-        table_files = {p for t in database.get("tables", []) for p in (t["parquet"], t["sidecar"])}
-        return {p: f for p, f in database["files"].items() if p not in table_files}, []
-    for b in storage.get("buckets", []):
-        if bucket_key(b["bucket"]) == key:
-            prefix = f"storage/{b['dir']}/"
-            return {p: f for p, f in storage["files"].items() if p.startswith(prefix)}, []
+        table_files = {p for t in database.tables for p in (t.parquet, t.sidecar)}
+        return {p: f for p, f in database.files.items() if p not in table_files}, []
+    for b in storage.buckets if storage else []:
+        if bucket_key(b.bucket) == key:
+            prefix = f"storage/{b.dir}/"
+            return {p: f for p, f in storage.files.items() if p.startswith(prefix)}, []
     return None
 
 
-def check_asset(root, parts: dict, key: dg.AssetKey) -> FileCheck | None:
+def check_asset(root, parts: Parts, key: dg.AssetKey) -> FileCheck | None:
     found = _files_of(parts, key)
     if found is None:
         return None
     files, dumps = found
     result = check_files(root, files)
     broken = {p.file for p in result.problems}
-    for parquet, sidecar in dumps:
-        if parquet not in broken and sidecar not in broken:
-            result.problems += check_table_dump(root, parquet, sidecar)
+    for dump in dumps:
+        if dump.parquet not in broken and dump.sidecar not in broken:
+            result.problems += check_table_dump(root, dump.parquet, dump.sidecar)
     if key == STORAGE_BUCKETS_KEY and not result.problems:
-        result.problems += check_storage_manifest(root, parts["storage"]["files"])
+        result.problems += check_storage_manifest(root, parts.storage.files)
     return result
 
 
@@ -70,7 +70,7 @@ def build_integrity_checks(tables: list[TableRef], buckets: list[str]) -> dg.Ass
         backup_id = validate_backup_id(context.op_execution_context.partition_key)
         store = backups.store()
         root = store.staging(backup_id)
-        parts = store.read_parts(backup_id)
+        parts = Parts.from_json(store.read_parts(backup_id))
         outcome = {}
         for check_key in context.selected_asset_check_keys:
             result = check_asset(root, parts, check_key.asset_key)

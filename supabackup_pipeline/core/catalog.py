@@ -126,7 +126,8 @@ def describe_table(conn: psycopg.Connection, ref: TableRef) -> TableDescription:
     ]
     constraints = _records(
         conn,
-        "SELECT conname AS name, contype AS type, pg_get_constraintdef(oid, true) AS definition FROM pg_constraint"
+        "SELECT conname AS name, contype AS type, pg_get_constraintdef(oid, true) AS definition,"
+        " CASE WHEN contype = 'f' THEN confrelid::regclass::text END AS references FROM pg_constraint"
         " WHERE conrelid = %s AND contype <> 'n' ORDER BY contype <> 'p', conname COLLATE \"C\"",
         (oid,),
     )

@@ -16,6 +16,7 @@ from typing import Iterable, Protocol
 
 import psycopg
 
+from supabackup_pipeline.core.parts import Parts
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.fingerprint import live_copy_sha256
 
@@ -37,8 +38,7 @@ class TableProbe:
 
 def probes_from_plan(root: Path, manifest: dict, planned: list[dict]) -> list[TableProbe]:
     """Probes for the tables of a plan's JSON (`plan["database"]["tables"]`), sidecars read from the backup."""
-    sidecars = {t["table"]: t["sidecar"] for part in ("users", "database")
-                for t in manifest.get("parts", {}).get(part, {}).get("tables", [])}
+    sidecars = {t.qualified: t.sidecar for t in Parts.from_manifest(manifest).table_dumps()}
     return [TableProbe(TableRef(*t["table"].split(".", 1)), json.loads((root / sidecars[t["table"]]).read_text()),
                        bool(t["exists"])) for t in planned if t["table"] in sidecars]
 

@@ -17,6 +17,7 @@ from typing import Callable
 from supabackup_pipeline.core.catalog import TableRef, list_tables
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.files import make_private_dir, sha256_file, write_json
+from supabackup_pipeline.core.parts import DatabasePart, Parts, TableEntry, UsersPart
 from supabackup_pipeline.core.project_lock import lock_project
 from supabackup_pipeline.core.schema_catalog import read_schema_catalog
 from supabackup_pipeline.core.schema_dump import dump_command, write_plain_sql
@@ -91,6 +92,29 @@ def backup_database(
         result.files[f"{folder}/{dump.sidecar_file}"] = {"bytes": dump.sidecar_bytes, "sha256": dump.sidecar_sha256}
     result.seconds = time.monotonic() - started
     return result
+
+
+def database_parts(result: DatabaseBackup, complete: bool, schemas: list[str]) -> Parts:
+    """The database and users parts a backup records (its manifest's `parts`)."""
+    def entries(dumps: list[TableDump], folder: str) -> list[TableEntry]:
+        return [TableEntry(d.ref.schema, d.ref.name, f"{folder}/{d.parquet_file}", f"{folder}/{d.sidecar_file}",
+                           d.rows, d.parquet_sha256) for d in dumps]
+
+    snap = result.snapshot
+    database = DatabasePart(
+        files={p: f for p, f in result.files.items() if p.startswith("database/")}, snapshot=snap.to_json(),
+        source={"database": snap.database, "system_identifier": snap.system_identifier,
+                "server_version": snap.server_version},
+        complete=complete, schemas=schemas, tables=entries(result.tables, "database"),
+        warnings=result.warnings, seconds=result.seconds)
+    users = UsersPart(files={p: f for p, f in result.files.items() if p.startswith("users/")},
+                      tables=entries(result.users, "users")) if result.users else None
+    return Parts(database=database, users=users)
+
+
+def as_manifest(result: DatabaseBackup, schemas: list[str]) -> dict:
+    """The manifest fields a restore plan reads, for a backup made without Dagster (tests, benchmarks)."""
+    return {"parts": database_parts(result, complete=True, schemas=schemas).to_json()}
 
 
 def _auth_tables(snap: Snapshot) -> list[TableRef]:

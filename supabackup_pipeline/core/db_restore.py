@@ -33,6 +33,7 @@ from supabackup_pipeline.core.errors import RestoreRefused, SupabackupError
 from supabackup_pipeline.core.fingerprint import backup_fingerprint, live_copy_sha256, live_fingerprint
 from supabackup_pipeline.core.pg_types import Column, quote_ident
 from supabackup_pipeline.core import schema_restore
+from supabackup_pipeline.core.parts import Parts, TableEntry
 from supabackup_pipeline.core.project_lock import lock_project
 from supabackup_pipeline.core.schema_catalog import SUPABASE_SCHEMAS
 from supabackup_pipeline.core.schema_dump import compare_entries, live_entries
@@ -40,6 +41,28 @@ from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.table_load import load_table
 
 Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How a live table differs from its backup, as a fact the restore acts on (and shows as text)."""
+
+    change: str  # one of the _DRIFT_TEXT keys
+    column: str | None = None
+    live_type: str | None = None
+    backed_type: str | None = None
+
+    def __str__(self) -> str:
+        return _DRIFT_TEXT[self.change].format(c=self.column, live=self.live_type, backed=self.backed_type)
+
+
+_DRIFT_TEXT = {
+    "table_dropped": "dropped since the backup: will be recreated",
+    "column_added": "column {c} added since the backup: will be dropped",
+    "column_dropped": "column {c} dropped since the backup: will be re-added",
+    "generation_changed": "column {c} generated differently since the backup: will be re-created",
+    "retyped": "column {c} retyped {live} -> {backed}: will revert",
+}
 
 
 @dataclass
@@ -51,11 +74,11 @@ class TableStep:
     exists: bool
     rows_now: int | None
     rows_after: int
-    drift: list[str] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"table": self.ref.qualified, "exists": self.exists, "rows_now": self.rows_now,
-                "rows_after": self.rows_after, "drift": self.drift}
+                "rows_after": self.rows_after, "drift": [str(d) for d in self.drift]}
 
 
 @dataclass
@@ -79,17 +102,6 @@ class DatabasePlan:
         return shown
 
 
-def backup_tables(manifest: dict, components: list[str]) -> list[tuple[TableRef, str, str]]:
-    """(table, parquet, sidecar) of every table dump of the chosen components, as the manifest lists them."""
-    parts = manifest.get("parts", {})
-    out = []
-    if "users" in components:
-        out += [(TableRef(*t["table"].split(".", 1)), t["parquet"], t["sidecar"]) for t in parts.get("users", {}).get("tables", [])]
-    if "database" in components:
-        out += [(TableRef(t["schema"], t["name"]), t["parquet"], t["sidecar"]) for t in parts.get("database", {}).get("tables", [])]
-    return out
-
-
 def plan_database_restore(
     conn: psycopg.Connection, root: Path, manifest: dict, components: list[str],
     tables: list[str] | None = None, drop_new_tables: bool = False,
@@ -100,20 +112,21 @@ def plan_database_restore(
     schemas (core/schema_restore.py); a `--tables` subset, or an older backup, restores rows
     into the existing tables and undoes their column drift.
     """
-    available = backup_tables(manifest, components)
-    schemas = manifest.get("parts", {}).get("database", {}).get("schemas", [])
+    parts = Parts.from_manifest(manifest)
+    available = parts.table_dumps(components)
+    schemas = parts.database.schemas if parts.database else []
     parents = partition_leaves(root, available) if "database" in components else {}
     if tables is not None:
         tables = _expand_parents(tables, parents)
-        known = {ref.qualified for ref, _, _ in available}
+        known = {t.qualified for t in available}
         unknown = sorted(set(tables) - known)
         if unknown:
             raise RestoreRefused(f"not in this backup (or not in the chosen components): {', '.join(unknown)}")
-        available = [a for a in available if a[0].qualified in set(tables) or a[0].schema == "auth"]
+        available = [t for t in available if t.qualified in set(tables) or t.schema == "auth"]
     # Supabase's own schemas are never restructured: a backup that includes one restores rows only
     rebuild = ("database" in components and tables is None and schema_restore.has_schema_dump(root)
                and not set(schemas) & set(SUPABASE_SCHEMAS))
-    steps = [_table_step(conn, root, ref, parquet, sidecar_rel) for ref, parquet, sidecar_rel in available]
+    steps = [_table_step(conn, root, t) for t in available]
     restored = {s.ref for s in steps}
 
     plan = DatabasePlan(tables=steps, drop_new_tables=drop_new_tables)
@@ -141,7 +154,7 @@ def plan_database_restore(
         owned = {s.ref.qualified for s in steps}
         plan.sequences = [
             s for s in json.loads(seq_path.read_text())
-            if tables is None or (s.get("owned_by") and s["owned_by"].rsplit(".", 1)[0].replace('"', "") in owned)
+            if tables is None or (_owned_by(s) or ("",))[0] in owned
         ]
     if "users" in components:
         plan.users = _users_diff(conn, root, steps)
@@ -156,21 +169,23 @@ def _url_of(conn: psycopg.Connection) -> str:
     return make_conninfo(host=info.host, port=info.port, dbname=info.dbname, user=info.user, password=info.password)
 
 
-def _table_step(conn, root: Path, ref: TableRef, parquet: str, sidecar_rel: str) -> TableStep:
-    sidecar = json.loads((root / sidecar_rel).read_text())
+def _table_step(conn, root: Path, dump: TableEntry) -> TableStep:
+    ref = dump.ref
+    sidecar = json.loads((root / dump.sidecar).read_text())
     exists = table_exists(conn, ref)
     rows_now = conn.execute(f"SELECT count(*) FROM ONLY {ref.sql}").fetchone()[0] if exists else None
-    drift = _drift(conn, ref, sidecar) if exists else ["dropped since the backup: will be recreated"]
-    if ref.schema == "auth" and any(d.startswith("column") and "re-added" in d for d in drift):
-        raise RestoreRefused(f"{ref.qualified} lost columns since the backup ({drift}); Supabase Auth owns its"
+    drift = _drift(conn, ref, sidecar) if exists else [Drift("table_dropped")]
+    if ref.schema == "auth" and any(d.change == "column_dropped" for d in drift):
+        raise RestoreRefused(f"{ref.qualified} lost columns since the backup ({'; '.join(map(str, drift))});"
+                             " Supabase Auth owns its"
                              " schema, so supabackup will not alter it")
-    return TableStep(ref, parquet, sidecar_rel, sidecar, exists, rows_now, sidecar["row_count"], drift)
+    return TableStep(ref, dump.parquet, dump.sidecar, sidecar, exists, rows_now, sidecar["row_count"], drift)
 
 
 _ATTACH = re.compile(r"ALTER TABLE ONLY (\S+) ATTACH PARTITION (\S+) ")
 
 
-def partition_leaves(root: Path, available: list[tuple[TableRef, str, str]]) -> dict[str, list[str]]:
+def partition_leaves(root: Path, available: list[TableEntry]) -> dict[str, list[str]]:
     """Every partitioned table of the backup → the backed-up leaf partitions under it (at any depth)."""
     parent_of: dict[str, str] = {}
     dump = root / schema_restore.SCHEMA_DUMP
@@ -179,17 +194,32 @@ def partition_leaves(root: Path, available: list[tuple[TableRef, str, str]]) -> 
             if entry.kind == "TABLE ATTACH":
                 for parent, child in _ATTACH.findall(entry.sql):
                     parent_of[_unquote(child)] = _unquote(parent)
-    for ref, _, sidecar_rel in available:
-        parent = json.loads((root / sidecar_rel).read_text()).get("partition_of")
-        if parent and ref.qualified not in parent_of:
-            parent_of[ref.qualified] = _unquote(parent) if "." in parent else f"{ref.schema}.{parent}"
+    for t in available:
+        parent = json.loads((root / t.sidecar).read_text()).get("partition_of")
+        if parent and t.qualified not in parent_of:
+            parent_of[t.qualified] = _unquote(parent) if "." in parent else f"{t.schema}.{parent}"
     leaves: dict[str, list[str]] = {}
-    for ref, _, _ in available:
-        node = ref.qualified
+    for t in available:
+        node = t.qualified
         while node in parent_of:
             node = parent_of[node]
-            leaves.setdefault(node, []).append(ref.qualified)
+            leaves.setdefault(node, []).append(t.qualified)
     return leaves
+
+
+def _owned_by(seq: dict) -> tuple[str, str] | None:
+    """(table, column) owning a sequence of sequences.json ("schema.table.column", quoted as needed)."""
+    if not seq.get("owned_by"):
+        return None
+    parts = _unquote(seq["owned_by"]).rsplit(".", 1)
+    return parts[0], parts[1]
+
+
+def _referenced_table(constraint: dict) -> str:
+    """schema.table a foreign key of a sidecar references (older sidecars: read from its definition)."""
+    if constraint.get("references"):
+        return _unquote(constraint["references"])
+    return _unquote(constraint["definition"].split("REFERENCES ", 1)[1].split("(", 1)[0].strip())
 
 
 def _unquote(name: str) -> str:
@@ -215,18 +245,18 @@ def _generation_changed(live: Column, backed: dict) -> bool:
     return bool(backed.get("generated")) and live.default != backed.get("default")
 
 
-def _drift(conn: psycopg.Connection, ref: TableRef, sidecar: dict) -> list[str]:
+def _drift(conn: psycopg.Connection, ref: TableRef, sidecar: dict) -> list[Drift]:
     live = _live_columns(conn, ref)
     backed = {c["name"]: c for c in sidecar["columns"]}
-    drift = [f"column {n} added since the backup: will be dropped" for n in live if n not in backed]
-    drift += [f"column {n} dropped since the backup: will be re-added" for n in backed if n not in live]
+    drift = [Drift("column_added", n) for n in live if n not in backed]
+    drift += [Drift("column_dropped", n) for n in backed if n not in live]
     for n, c in backed.items():
         if n not in live:
             continue
         if _generation_changed(live[n], c):
-            drift.append(f"column {n} generated differently since the backup: will be re-created")
+            drift.append(Drift("generation_changed", n))
         elif live[n].pg_type != c["type"]:
-            drift.append(f"column {n} retyped {live[n].pg_type} -> {c['type']}: will revert")
+            drift.append(Drift("retyped", n, live[n].pg_type, c["type"]))
     return drift
 
 
@@ -421,8 +451,7 @@ def _create_sequences(conn, plan: DatabasePlan, creating: list[TableStep]) -> No
     """Sequences that tables being recreated use as defaults (serial columns), before the tables."""
     identity = {(s.ref.qualified, c["name"]) for s in creating for c in s.sidecar["columns"] if c.get("identity")}
     for seq in plan.sequences:
-        owner = (seq.get("owned_by") or "").replace('"', "")
-        if owner and tuple(owner.rsplit(".", 1)) in identity:
+        if _owned_by(seq) in identity:
             continue  # an identity column makes its own sequence
         conn.execute(f"CREATE SEQUENCE IF NOT EXISTS {TableRef(seq['schema'], seq['name']).sql}")
 
@@ -454,7 +483,7 @@ def _parents_first(steps: list[TableStep]) -> list[TableStep]:
     for s in steps:
         for k in s.sidecar["constraints"]:
             if k["type"] == "f":
-                target = k["definition"].split("REFERENCES ", 1)[1].split("(", 1)[0].strip().replace('"', "")
+                target = _referenced_table(k)
                 if target in by_name and target != s.ref.qualified:
                     deps[s.ref.qualified].add(target)
     ordered, seen = [], set()

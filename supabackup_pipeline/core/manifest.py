@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import version
 from pathlib import Path
 
+from supabackup_pipeline.core.parts import Parts
 from supabackup_pipeline.core.snapshot import utc_now
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.core.verify import seal_manifest
@@ -27,7 +28,7 @@ def build_manifest(backup_id: str, parts: dict[str, dict], description: str = ""
     files: dict[str, dict] = {}
     for part in parts.values():
         files.update(part.get("files", {}))
-    database = parts.get("database", {})
+    database = Parts.from_json(parts).database
     return {
         "format": MANIFEST_FORMAT,
         "backup_id": backup_id,
@@ -36,8 +37,8 @@ def build_manifest(backup_id: str, parts: dict[str, dict], description: str = ""
         "status": status,
         "tool_version": tool_version(),
         "components": sorted(parts),
-        "source": database.get("source", {}),
-        "snapshot": database.get("snapshot", {}),
+        "source": database.source if database else {},
+        "snapshot": database.snapshot if database else {},
         "parts": {name: {k: v for k, v in part.items() if k != "files"} for name, part in parts.items()},
         "total_size": sum(f["bytes"] for f in files.values()),
         "files": dict(sorted(files.items())),

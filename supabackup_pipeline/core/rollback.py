@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from supabackup_pipeline.core.db_restore import apply_database_restore, plan_database_restore
+from supabackup_pipeline.core.parts import COMPONENTS
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.snapshot import optional_fact, connect
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.core.verify import record_verification, verify_backup
 
-COMPONENTS = ("database", "users", "storage")
 Log = Callable[[str], None]
 
 

@@ -45,6 +45,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from supabackup_pipeline.core.parts import BucketEntry
 from supabackup_pipeline.core.errors import SupabackupError, UnsafeName
 from supabackup_pipeline.core.files import make_private_dir, open_private, sha256_file, write_json
 from supabackup_pipeline.core.storage_api import (
@@ -142,11 +143,11 @@ class BucketMirror:
         return {f"{STORAGE_DIR}/{self.dir}/{o['path']}": {"bytes": o["size"], "sha256": o["sha256"]}
                 for o in self.objects if not o.get("missing")}
 
-    def summary(self) -> dict:
-        return {"bucket": self.bucket["id"], "dir": self.dir, "public": self.bucket.get("public"),
-                "objects": len(self.objects) - len(self.missing), "bytes": self.bytes,
-                "downloaded_bytes": self.downloaded_bytes, "linked": self.linked, "missing": self.missing,
-                "seconds": round(self.seconds, 3)}
+    def summary(self) -> BucketEntry:
+        return BucketEntry(bucket=self.bucket["id"], dir=self.dir, public=self.bucket.get("public"),
+                           objects=len(self.objects) - len(self.missing), bytes=self.bytes,
+                           downloaded_bytes=self.downloaded_bytes, linked=self.linked, missing=self.missing,
+                           seconds=round(self.seconds, 3))
 
     def record(self, entries: list[dict], downloaded_bytes: int, seconds: float) -> None:
         """Take the objects' manifest entries and the totals they add up to."""

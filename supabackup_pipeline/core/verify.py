@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from supabackup_pipeline.core.parts import Parts
 from supabackup_pipeline.core.files import HASH_CHUNK, canonical_json, write_json
 from supabackup_pipeline.core.snapshot import utc_now
 from supabackup_pipeline.core.store import MANIFEST
@@ -160,12 +161,6 @@ def check_storage_manifest(root: Path, files: dict[str, dict]) -> list[Problem]:
     return problems
 
 
-def table_dumps(manifest_or_parts: dict) -> list[tuple[str, str]]:
-    """(parquet, sidecar) paths of every table and users dump a manifest's parts record."""
-    parts = manifest_or_parts.get("parts", manifest_or_parts)
-    return [(t["parquet"], t["sidecar"]) for name in ("database", "users") for t in parts.get(name, {}).get("tables", [])]
-
-
 def verify_backup(root: Path, quick: bool = False) -> VerifyReport:
     """Check a published backup folder completely (or, quick, sizes and presence only)."""
     started = time.monotonic()
@@ -187,9 +182,9 @@ def verify_backup(root: Path, quick: bool = False) -> VerifyReport:
                 check.problems.append(Problem(rel, "not listed in the manifest (stray file)"))
         broken = {p.file for p in check.problems}
         if not quick:
-            for parquet_rel, sidecar_rel in table_dumps(manifest):
-                if parquet_rel not in broken and sidecar_rel not in broken:
-                    check.problems += check_table_dump(root, parquet_rel, sidecar_rel)
+            for dump in Parts.from_manifest(manifest).table_dumps():
+                if dump.parquet not in broken and dump.sidecar not in broken:
+                    check.problems += check_table_dump(root, dump.parquet, dump.sidecar)
             if "storage/manifest.json" in files and "storage/manifest.json" not in broken:
                 check.problems += check_storage_manifest(root, files)
     valid = False if check.problems else (None if quick else True)  # quick: sizes only, never "valid"
