@@ -14,7 +14,7 @@ from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.core.backup_id import unique_backup_id, validate_backup_id
 from supabackup_pipeline.core.catalog import list_tables
 from supabackup_pipeline.core.discovery_cache import update_catalog
-from supabackup_pipeline.core.parts import Parts
+from supabackup_pipeline.core.parts import BackupStatus, Parts
 from supabackup_pipeline.core.errors import REFUSAL_CLASSES, ConfigError
 from supabackup_pipeline.core.rollback_history import rollback_history
 from supabackup_pipeline.core.snapshot import connect, utc_now
@@ -160,7 +160,7 @@ def run_backup(description: str = "", components: list[str] | None = None,
     if store.exists(backup_id):
         manifest = store.manifest(backup_id)
         summary.update(status=manifest["status"], total_size=manifest["total_size"], path=str(store.published(backup_id)))
-        if manifest["status"] == "invalid":
+        if manifest["status"] == BackupStatus.INVALID:
             failed = {k: o["problems"] for k, o in manifest.get("checks", {}).get("assets", {}).items() if not o["passed"]}
             summary["error"] = f"integrity checks failed: {failed}"
         return summary

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from supabackup_pipeline.core.parts import BackupStatus
 from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.errors import SupabackupError
@@ -30,7 +31,7 @@ def build_manifest_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         description = config.description or context.run.tags.get("supabackup/description", "")
         checks = store.read_check_record(backup_id)
         # blocking checks that failed never let this step run; no record means they were not selected
-        status = "valid" if checks and checks["passed"] else "complete"
+        status = (BackupStatus.VALID if checks and checks["passed"] else BackupStatus.COMPLETE).value
         path, manifest = write_manifest_and_publish(store, backup_id, description, status=status, checks=checks)
         context.log.info(f"published backup {backup_id} at {path} ({manifest['total_size']} bytes)")
         return dg.MaterializeResult(metadata={

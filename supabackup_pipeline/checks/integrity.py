@@ -13,7 +13,7 @@ from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, STORAGE_BUCKETS
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.manifest import write_manifest_and_publish
-from supabackup_pipeline.core.parts import Parts, TableEntry
+from supabackup_pipeline.core.parts import BackupStatus, Parts, TableEntry
 from supabackup_pipeline.core.snapshot import utc_now
 from supabackup_pipeline.core.verify import FileCheck, check_files, check_storage_manifest, check_table_dump
 from supabackup_pipeline.resources import BackupStorage
@@ -97,6 +97,6 @@ def build_integrity_checks(tables: list[TableRef], buckets: list[str]) -> dg.Ass
             failed = sorted(k for k, o in outcome.items() if not o["passed"])
             context.log.error(f"backup {backup_id} failed its integrity checks ({', '.join(failed)}): published as invalid")
             write_manifest_and_publish(store, backup_id, context.run.tags.get("supabackup/description", ""),
-                                       status="invalid", checks=record)
+                                       status=BackupStatus.INVALID.value, checks=record)
 
     return backup_integrity

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.metadata import version
 from pathlib import Path
 
-from supabackup_pipeline.core.parts import Parts
+from supabackup_pipeline.core.parts import BackupStatus, Parts
 from supabackup_pipeline.core.snapshot import utc_now
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.core.verify import seal_manifest
@@ -24,7 +24,8 @@ def tool_version() -> str:
         return "unknown"
 
 
-def build_manifest(backup_id: str, parts: dict[str, dict], description: str = "", status: str = "complete") -> dict:
+def build_manifest(backup_id: str, parts: dict[str, dict], description: str = "",
+                   status: str = BackupStatus.COMPLETE.value) -> dict:
     files: dict[str, dict] = {}
     for part in parts.values():
         files.update(part.get("files", {}))
@@ -46,7 +47,8 @@ def build_manifest(backup_id: str, parts: dict[str, dict], description: str = ""
 
 
 def write_manifest_and_publish(
-    store: BackupStore, backup_id: str, description: str = "", status: str = "complete", checks: dict | None = None
+    store: BackupStore, backup_id: str, description: str = "", status: str = BackupStatus.COMPLETE.value,
+    checks: dict | None = None
 ) -> tuple[Path, dict]:
     """Seal the manifest (metadata.json + its checksum) and publish the backup in one rename.
 

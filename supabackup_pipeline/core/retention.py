@@ -15,11 +15,11 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
+from supabackup_pipeline.core.parts import GOOD_STATUSES
 from supabackup_pipeline.core.backup_id import backup_id_time, validate_backup_id
 from supabackup_pipeline.core.errors import Refused, SupabackupError
 from supabackup_pipeline.core.store import BackupStore
 
-GOOD = ("valid", "complete")
 SAFETY_PREFIX = "pre-rollback of "
 
 
@@ -45,7 +45,7 @@ def plan_retention(store: BackupStore, policy: RetentionPolicy) -> tuple[dict[st
     for backup_id in store.backup_ids():
         manifest = store.manifest(backup_id)
         infos.append((backup_id, manifest.get("status"), (manifest.get("description") or "").startswith(SAFETY_PREFIX)))
-    valid = [b for b, status, _ in reversed(infos) if status in GOOD]  # newest first
+    valid = [b for b, status, _ in reversed(infos) if status in GOOD_STATUSES]  # newest first
     kept: dict[str, list[str]] = {}
     for backup_id in valid[: policy.keep_last]:
         kept.setdefault(backup_id, []).append("last")
@@ -62,17 +62,17 @@ def plan_retention(store: BackupStore, policy: RetentionPolicy) -> tuple[dict[st
             kept.setdefault(backup_id, []).append(f"{rule} {period}")
     oldest_kept = min(kept) if kept else None
     for backup_id, status, safety in infos:
-        if safety and status in GOOD and backup_id not in kept and (oldest_kept is None or backup_id >= oldest_kept):
+        if safety and status in GOOD_STATUSES and backup_id not in kept and (oldest_kept is None or backup_id >= oldest_kept):
             kept[backup_id] = ["pre-rollback safety backup"]
     forget = {}
     for backup_id, status, _ in infos:
         if backup_id not in kept:
-            forget[backup_id] = "invalid (never counts as kept)" if status not in GOOD else "not kept by the policy"
+            forget[backup_id] = "invalid (never counts as kept)" if status not in GOOD_STATUSES else "not kept by the policy"
     return kept, forget
 
 
 def valid_backups(store: BackupStore) -> list[str]:
-    return [b for b in store.backup_ids() if store.manifest(b).get("status") in GOOD]
+    return [b for b in store.backup_ids() if store.manifest(b).get("status") in GOOD_STATUSES]
 
 
 def delete_backup_files(store: BackupStore, backup_id: str, force: bool = False) -> int:
@@ -82,7 +82,7 @@ def delete_backup_files(store: BackupStore, backup_id: str, force: bool = False)
     """
     validate_backup_id(backup_id)
     manifest = store.manifest(backup_id)  # BackupNotFound for an unknown ID
-    if manifest.get("status") in GOOD and valid_backups(store) == [backup_id] and not force:
+    if manifest.get("status") in GOOD_STATUSES and valid_backups(store) == [backup_id] and not force:
         raise Refused(f"{backup_id} is the only valid backup; deleting it leaves nothing to roll back to"
                               " (use --force to delete it anyway)")
     root = store.published(backup_id)

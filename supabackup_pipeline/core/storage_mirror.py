@@ -45,7 +45,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supabackup_pipeline.core.parts import BucketEntry
+from supabackup_pipeline.core.parts import GOOD_STATUSES, BucketEntry, Component
 from supabackup_pipeline.core.errors import SupabackupError, UnsafeName
 from supabackup_pipeline.core.files import make_private_dir, open_private, sha256_file, write_json
 from supabackup_pipeline.core.storage_api import (
@@ -424,7 +424,7 @@ def previous_storage(store: BackupStore, exclude: str | None = None) -> tuple[st
         except (SupabackupError, OSError, ValueError):
             continue
         folder = store.published(backup_id) / STORAGE_DIR
-        if manifest.get("status") in ("complete", "valid") and "storage" in manifest.get("components", []) \
+        if manifest.get("status") in GOOD_STATUSES and Component.STORAGE in manifest.get("components", []) \
                 and (folder / MANIFEST_NAME).is_file():
             return backup_id, folder
     return None
