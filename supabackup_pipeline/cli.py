@@ -13,24 +13,11 @@ import os
 import sys
 from pathlib import Path
 
+from supabackup_pipeline.settings import ensure_dagster_home
 from supabackup_pipeline.core.parts import COMPONENTS, GOOD_STATUSES
 from supabackup_pipeline.core.errors import SupabackupError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-DEFAULT_DAGSTER_HOME = Path.home() / ".supabackup" / "dagster_home"
-
-
-def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME, or a persistent default (~/.supabackup/dagster_home) so runs are kept."""
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists() or not config.read_text().strip():  # one we create: no telemetry
-        config.write_text("telemetry:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
-
 
 def parse_components(text: str) -> list[str]:
     chosen = [c.strip() for c in text.split(",") if c.strip()]
@@ -318,10 +305,10 @@ def _print_prune(plan: dict, dry_run: bool) -> None:
 
 
 def cmd_prune(args) -> int:
-    from supabackup_pipeline.jobs.retention import policy_from_env
+    from supabackup_pipeline.settings import retention_policy
     from supabackup_pipeline.operations import prune
 
-    defaults = policy_from_env()
+    defaults = retention_policy()
     policy = {k: getattr(args, k) if getattr(args, k) is not None else getattr(defaults, k)
               for k in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")}
     plan = prune(policy, dry_run=True)

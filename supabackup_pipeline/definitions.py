@@ -6,11 +6,11 @@ the discovery cache in BACKUP_PATH/.state (see core/discovery_cache.py).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
 
+from supabackup_pipeline import settings
 from supabackup_pipeline.assets.database import build_database_dump, live_table_specs
 from supabackup_pipeline.assets.manifest import build_manifest_asset
 from supabackup_pipeline.assets.storage import build_storage_mirror
@@ -29,7 +29,7 @@ from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, Supab
 
 
 def build_definitions(backup_path: str | None = None) -> dg.Definitions:
-    backup_path = backup_path or os.getenv("BACKUP_PATH") or "./backups"
+    backup_path = backup_path or str(settings.backup_path())
     catalog = read_catalog(BackupStore(Path(backup_path).expanduser().resolve()).state_dir)
     tables = [TableRef(schema, name) for schema, name in catalog["tables"]]
     database_dump = build_database_dump(tables)
@@ -43,10 +43,10 @@ def build_definitions(backup_path: str | None = None) -> dg.Definitions:
         schedules=[backup_schedule],
         resources={
             "database": SupabaseDatabase(
-                db_url=dg.EnvVar("SUPABASE_DB_URL"), schemas=os.getenv("SUPABACKUP_SCHEMAS", "public")
+                db_url=dg.EnvVar("SUPABASE_DB_URL"), schemas=settings.schemas_setting()
             ),
             "storage": SupabaseStorage(url=dg.EnvVar("SUPABASE_URL"), service_role_key=dg.EnvVar("SUPABASE_SERVICE_ROLE_KEY")),
-            "backups": BackupStorage(backup_path=backup_path, temp_path=os.getenv("TEMP_PATH", "")),
+            "backups": BackupStorage(backup_path=backup_path, temp_path=settings.temp_path()),
         },
     )
 

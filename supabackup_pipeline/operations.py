@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from supabackup_pipeline import settings
+from supabackup_pipeline.settings import COMPONENT_GROUPS, Tag, ensure_dagster_home
 from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.core.backup_id import unique_backup_id, validate_backup_id
 from supabackup_pipeline.core.catalog import list_tables
@@ -34,8 +36,6 @@ def _instance() -> dg.DagsterInstance:
     """The instance at DAGSTER_HOME (run history, partitions, event log), without compute-log capture."""
     from dagster._core.instance.ref import InstanceRef
 
-    from supabackup_pipeline.cli import ensure_dagster_home
-
     home = ensure_dagster_home()
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=NO_CAPTURE))
 
@@ -45,8 +45,8 @@ VERBOSE_ENV = "SUPABACKUP_VERBOSE"  # set by `--verbose`: Dagster's event log on
 
 def _store(must_exist: bool = True) -> BackupStore:
     """The backup folder (BACKUP_PATH); one that was set but does not exist is an error, not "no backups"."""
-    store = BackupStore(Path(os.getenv("BACKUP_PATH") or "./backups").expanduser().resolve())
-    if must_exist and os.getenv("BACKUP_PATH") and not store.root.is_dir():
+    store = BackupStore(settings.backup_path())
+    if must_exist and settings.backup_path_was_set() and not store.root.is_dir():
         raise ConfigError(f"BACKUP_PATH {store.root} does not exist (or is not a folder)")
     return store
 
@@ -93,7 +93,6 @@ def _execute(defs: dg.Definitions, name: str, run_config: dict | None = None, **
     return result
 
 
-COMPONENT_GROUPS = {"database": "tables", "users": "auth", "storage": "storage"}
 
 
 def _selection(defs: dg.Definitions, components: list[str]) -> list[dg.AssetKey]:
@@ -152,7 +151,7 @@ def run_backup(description: str = "", components: list[str] | None = None,
     try:
         result = _execute(
             defs, "backup_job", instance=instance, partition_key=backup_id, asset_selection=_selection(defs, components),
-            tags={"supabackup/description": description, "supabackup/source": "cli", **(extra_tags or {})},
+            tags={Tag.DESCRIPTION: description, Tag.SOURCE: "cli", **(extra_tags or {})},
         )
     finally:  # failed or interrupted: nothing was published, so nothing may stay behind
         discard_unpublished(instance, store, backup_id)
@@ -205,7 +204,7 @@ def rollback(backup_id: str, options: dict) -> dict:
     config = {**options, "components": components, "confirm": backup_id}
     result = _execute(
         build_definitions(str(store.root)), "rollback_job", instance=instance, partition_key=backup_id,
-        run_config={"ops": {"verify_and_protect": {"config": config}}}, tags={"supabackup/source": "cli"},
+        run_config={"ops": {"verify_and_protect": {"config": config}}}, tags={Tag.SOURCE: "cli"},
     )
     reports = [r for r in rollback_history(store, backup_id) if r.get("run_id") == result.run_id]
     report = reports[-1] if reports else {"backup_id": backup_id, "status": "failed"}
@@ -335,9 +334,7 @@ def show_backup(backup_id: str) -> dict:
 
 def refresh_tables() -> list[str]:
     db_url = check_db_url(os.getenv("SUPABASE_DB_URL"))
-    schemas = [s.strip() for s in os.getenv("SUPABACKUP_SCHEMAS", "public").split(",") if s.strip()]
-    if not schemas:
-        raise ConfigError("SUPABACKUP_SCHEMAS is empty")
+    schemas = settings.parse_schemas(settings.schemas_setting())
     with connect(db_url) as conn:
         tables = list_tables(conn, schemas)
     update_catalog(_store(must_exist=False).state_dir, tables=[[t.schema, t.name] for t in tables])

@@ -8,6 +8,7 @@ step that holds the snapshot and dumps with parallel worker connections inside i
 
 import dagster as dg
 
+from supabackup_pipeline.settings import Group
 from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, USERS_KEY, live_table_key, table_key
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.catalog import TableRef
@@ -23,7 +24,7 @@ def live_table_specs(tables: list[TableRef]) -> list[dg.AssetSpec]:
     """The live project's tables, as external assets: lineage reads live table → backup."""
     return [
         dg.AssetSpec(
-            live_table_key(t.schema, t.name), group_name="live_project", kinds={"supabase", "postgres"},
+            live_table_key(t.schema, t.name), group_name=Group.LIVE, kinds={"supabase", "postgres"},
             description=f"The live table {t.qualified} in the project's database (not materialized by us).",
         )
         for t in tables
@@ -46,7 +47,7 @@ def _dump_metadata(dump: TableDump, backup_id: str) -> dict:
 def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
     table_specs = [
         dg.AssetSpec(
-            table_key(t.schema, t.name), deps=[live_table_key(t.schema, t.name)], group_name="tables",
+            table_key(t.schema, t.name), deps=[live_table_key(t.schema, t.name)], group_name=Group.TABLES,
             kinds={"postgres", "parquet"}, metadata={"table": t.qualified},
             description=f"Backup of {t.qualified}: rows as Parquet plus a JSON sidecar (types, DDL, checksums).",
         )
@@ -54,13 +55,13 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
     ]
     specs = [
         dg.AssetSpec(
-            DATABASE_SCHEMA_KEY, group_name="tables", kinds={"postgres", "sql"},
+            DATABASE_SCHEMA_KEY, group_name=Group.TABLES, kinds={"postgres", "sql"},
             description="The snapshot every table and user is read from, the schema DDL (pg_dump --schema-only) and"
             " sequence values. Selecting it makes the run dump every table that exists at run time.",
         ),
         *table_specs,
         dg.AssetSpec(
-            USERS_KEY, group_name="auth", kinds={"supabase", "parquet"},
+            USERS_KEY, group_name=Group.AUTH, kinds={"supabase", "parquet"},
             description="auth.users, auth.identities, auth.mfa_factors (and webauthn_credentials), password hashes"
             " included; never sessions or refresh tokens.",
         ),

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from supabackup_pipeline.settings import Group, Tag
 from supabackup_pipeline.core.parts import BackupStatus
 from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.core.backup_id import validate_backup_id
@@ -18,7 +19,7 @@ class ManifestConfig(dg.Config):
 
 def build_manifest_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.asset(
-        key=MANIFEST_KEY, deps=upstream, partitions_def=backup_partitions, group_name="backup",
+        key=MANIFEST_KEY, deps=upstream, partitions_def=backup_partitions, group_name=Group.BACKUP,
         kinds={"json"},
         description="metadata.json: id, description, source, snapshot and every file with its SHA-256."
         " Writing it publishes the backup folder in one atomic rename.",
@@ -28,7 +29,7 @@ def build_manifest_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         store = backups.store()
         if not store.read_parts(backup_id):
             raise SupabackupError(f"backup {backup_id}: no component was written, nothing to publish")
-        description = config.description or context.run.tags.get("supabackup/description", "")
+        description = config.description or context.run.tags.get(Tag.DESCRIPTION, "")
         checks = store.read_check_record(backup_id)
         # blocking checks that failed never let this step run; no record means they were not selected
         status = (BackupStatus.VALID if checks and checks["passed"] else BackupStatus.COMPLETE).value

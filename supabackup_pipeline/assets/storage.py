@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from supabackup_pipeline.settings import Group
 from supabackup_pipeline.assets.keys import STORAGE_BUCKETS_KEY, bucket_key
 from supabackup_pipeline.core.parts import Component, StoragePart
 from supabackup_pipeline.core.backup_id import validate_backup_id
@@ -78,7 +79,7 @@ def _mirror_selected(api: StorageApi, context: dg.AssetExecutionContext, complet
 def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
     bucket_specs = [
         dg.AssetSpec(
-            bucket_key(name), group_name="storage", kinds={"supabase", "storage"},
+            bucket_key(name), group_name=Group.STORAGE, kinds={"supabase", "storage"},
             metadata={"bucket": name},
             description=f"Mirror of the Storage bucket {name!r}: every object byte for byte, plus its settings"
             " and object metadata in storage/manifest.json.",
@@ -87,7 +88,7 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
     ]
     specs = [
         dg.AssetSpec(
-            STORAGE_BUCKETS_KEY, group_name="storage", kinds={"supabase", "storage"},
+            STORAGE_BUCKETS_KEY, group_name=Group.STORAGE, kinds={"supabase", "storage"},
             description="The bucket list and storage/manifest.json. Selecting it mirrors every bucket that"
             " exists at run time.",
         ),

@@ -9,6 +9,7 @@ a good backup (list, rollback, incremental base).
 
 import dagster as dg
 
+from supabackup_pipeline.settings import Tag
 from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, STORAGE_BUCKETS_KEY, USERS_KEY, bucket_key, table_key
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.catalog import TableRef
@@ -96,7 +97,7 @@ def build_integrity_checks(tables: list[TableRef], buckets: list[str]) -> dg.Ass
         if not record["passed"]:
             failed = sorted(k for k, o in outcome.items() if not o["passed"])
             context.log.error(f"backup {backup_id} failed its integrity checks ({', '.join(failed)}): published as invalid")
-            write_manifest_and_publish(store, backup_id, context.run.tags.get("supabackup/description", ""),
+            write_manifest_and_publish(store, backup_id, context.run.tags.get(Tag.DESCRIPTION, ""),
                                        status=BackupStatus.INVALID.value, checks=record)
 
     return backup_integrity

@@ -6,10 +6,10 @@ import os
 
 import dagster as dg
 
+from supabackup_pipeline.settings import BACKUP_GROUPS, Tag
 from supabackup_pipeline.core.backup_id import unique_backup_id
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 
-BACKUP_GROUPS = ["tables", "auth", "storage", "backup"]
 DEFAULT_BACKUP_CRON = "0 3 * * *"
 
 # partitioned by backup ID: Dagster infers it from the selected assets
@@ -17,7 +17,7 @@ backup_job = dg.define_asset_job(
     "backup_job",
     selection=dg.AssetSelection.groups(*BACKUP_GROUPS),
     description="Take one complete backup (tables, users, storage, manifest) into the partition = backup ID.",
-    tags={"supabackup/kind": "backup"},
+    tags={Tag.KIND: "backup"},
 )
 
 
@@ -32,4 +32,4 @@ def backup_schedule(context: dg.ScheduleEvaluationContext):
     existing = set(context.instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME))
     backup_id = unique_backup_id(existing, context.scheduled_execution_time)
     context.instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
-    return dg.RunRequest(run_key=backup_id, partition_key=backup_id, tags={"supabackup/description": "scheduled"})
+    return dg.RunRequest(run_key=backup_id, partition_key=backup_id, tags={Tag.DESCRIPTION: "scheduled"})

@@ -3,13 +3,16 @@ retention policy, plus what failed runs left behind), the sensor that prunes aft
 successful backup, the ones that clean up after a failed or canceled one, and the one that
 removes partitions that are not backup IDs."""
 
-import os
 from datetime import datetime, timezone
 
 import dagster as dg
 from pydantic import Field
 
-from supabackup_pipeline.assets.keys import MANIFEST_KEY
+from supabackup_pipeline.settings import Tag, retention_policy
+from supabackup_pipeline.assets.keys import (
+    DATABASE_SCHEMA_KEY, MANIFEST_KEY, STORAGE_BUCKETS_KEY, USERS_KEY, bucket_key, table_key,
+)
+from supabackup_pipeline.core.parts import Parts
 from supabackup_pipeline.core.backup_id import backup_id_time, is_backup_id, validate_backup_id
 from supabackup_pipeline.core.retention import RetentionPolicy, delete_backup_files, plan_retention
 from supabackup_pipeline.core.store import BackupStore
@@ -93,11 +96,13 @@ def clean_leftovers(instance: dg.DagsterInstance, store: BackupStore, leftovers:
         forget_partition(instance, key)
 
 
-def _backup_asset_keys(backups: BackupStorage) -> list[dg.AssetKey]:
-    from supabackup_pipeline.definitions import build_definitions
-
-    graph = build_definitions(str(backups.store().root)).resolve_asset_graph()
-    return [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable] or [MANIFEST_KEY]
+def _backup_asset_keys(store: BackupStore, backup_id: str) -> list[dg.AssetKey]:
+    """The assets that hold a partition for this backup: the ones its manifest records."""
+    parts = Parts.from_manifest(store.manifest(backup_id)) if store.exists(backup_id) else Parts()
+    keys = [DATABASE_SCHEMA_KEY, USERS_KEY, STORAGE_BUCKETS_KEY, MANIFEST_KEY]
+    keys += [table_key(t.schema, t.name) for t in parts.database.tables] if parts.database else []
+    keys += [bucket_key(b.bucket) for b in parts.storage.buckets] if parts.storage else []
+    return keys
 
 
 class DeleteConfig(dg.Config):
@@ -107,33 +112,27 @@ class DeleteConfig(dg.Config):
 @dg.op(description="Delete the backup's files (shared hard links stay with the other backups), partition and asset partitions.")
 def delete_backup(context: dg.OpExecutionContext, config: DeleteConfig, backups: BackupStorage):
     backup_id = validate_backup_id(context.partition_key)
-    size = delete_backup_files(backups.store(), backup_id, force=config.force)
-    wiped = forget_in_dagster(context.instance, _backup_asset_keys(backups), backup_id)
+    store = backups.store()
+    keys = _backup_asset_keys(store, backup_id)
+    size = delete_backup_files(store, backup_id, force=config.force)
+    wiped = forget_in_dagster(context.instance, keys, backup_id)
     context.log.info(f"deleted backup {backup_id} ({size} bytes)"
                      + ("" if wiped else "; this instance's storage keeps its past materializations in the history"))
     return dg.Output(None, metadata={"backup_id": backup_id, "bytes": dg.MetadataValue.int(size),
                                      "asset_partitions_wiped": wiped})
 
 
-@dg.job(partitions_def=backup_partitions, tags={"supabackup/kind": "delete"},
+@dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "delete"},
         description="Delete the backup chosen as the partition (refuses the only valid backup unless force).")
 def delete_backup_job():
     delete_backup()
 
 
-def policy_from_env() -> RetentionPolicy:
-    defaults = RetentionPolicy()
-    return RetentionPolicy(**{
-        field: int(os.getenv(f"SUPABACKUP_{field.upper()}", getattr(defaults, field)))
-        for field in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
-    })
-
-
 class PruneConfig(dg.Config):
-    keep_last: int = Field(default_factory=lambda: policy_from_env().keep_last)
-    keep_daily: int = Field(default_factory=lambda: policy_from_env().keep_daily)
-    keep_weekly: int = Field(default_factory=lambda: policy_from_env().keep_weekly)
-    keep_monthly: int = Field(default_factory=lambda: policy_from_env().keep_monthly)
+    keep_last: int = Field(default_factory=lambda: retention_policy().keep_last)
+    keep_daily: int = Field(default_factory=lambda: retention_policy().keep_daily)
+    keep_weekly: int = Field(default_factory=lambda: retention_policy().keep_weekly)
+    keep_monthly: int = Field(default_factory=lambda: retention_policy().keep_monthly)
     dry_run: bool = False
 
 
@@ -145,8 +144,8 @@ def prune_backups(context: dg.OpExecutionContext, config: PruneConfig, backups: 
     leftovers = find_leftovers(context.instance, store)
     deleted = []
     if not config.dry_run:
-        keys = _backup_asset_keys(backups)
         for backup_id in sorted(forget):
+            keys = _backup_asset_keys(store, backup_id)
             delete_backup_files(store, backup_id, force=True)  # the policy keeps the newest valid ones
             forget_in_dagster(context.instance, keys, backup_id)
             deleted.append(backup_id)
@@ -159,7 +158,7 @@ def prune_backups(context: dg.OpExecutionContext, config: PruneConfig, backups: 
     })
 
 
-@dg.job(tags={"supabackup/kind": "prune"}, description="Apply the retention policy (SUPABACKUP_KEEP_* or run config).")
+@dg.job(tags={Tag.KIND: "prune"}, description="Apply the retention policy (SUPABACKUP_KEEP_* or run config).")
 def prune_job():
     prune_backups()
 

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 import dagster as dg
 from pydantic import Field
 
+from supabackup_pipeline.settings import Tag
 from supabackup_pipeline.assets.keys import live_table_key
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.db_restore import RestoreRefused
@@ -68,7 +69,7 @@ def verify_and_protect(context: dg.OpExecutionContext, config: RollbackConfig, d
     from supabackup_pipeline.operations import run_backup
 
     result = run_backup(description=f"pre-rollback of {backup_id}", components=config.components,
-                        instance=context.instance, extra_tags={"supabackup/pre_rollback_of": backup_id})
+                        instance=context.instance, extra_tags={Tag.PRE_ROLLBACK_OF: backup_id})
     if result["status"] != "valid":
         raise dg.Failure(description=f"the safety backup failed ({result.get('error')}); nothing was restored")
     context.log.info(f"safety backup {result['backup_id']} taken: this rollback can itself be undone")
@@ -113,7 +114,7 @@ def rollback_project(context: dg.OpExecutionContext, prepared: dict,
     })
 
 
-@dg.job(partitions_def=backup_partitions, tags={"supabackup/kind": "rollback"},
+@dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "rollback"},
         description="Roll the live project back to the backup chosen as the partition (needs `confirm`).")
 def rollback_job():
     rollback_project(verify_and_protect())

@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 import dagster as dg
 from pydantic import Field
 
+from supabackup_pipeline.settings import parse_schemas
 from supabackup_pipeline.core.errors import ConfigError
 from supabackup_pipeline.core.storage_api import StorageApi
 
@@ -52,10 +53,7 @@ class SupabaseDatabase(dg.ConfigurableResource):
         return check_db_url(self.db_url)
 
     def schema_list(self) -> list[str]:
-        schemas = [s.strip() for s in self.schemas.split(",") if s.strip()]
-        if not schemas:
-            raise ConfigError("SUPABACKUP_SCHEMAS is empty: name at least one schema, e.g. public")
-        return schemas
+        return parse_schemas(self.schemas)
 
 
 class SupabaseStorage(dg.ConfigurableResource):
