@@ -341,21 +341,7 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
                 results.append({"table": step.ref.qualified, "rows": rows, "seconds": round(time.monotonic() - t0, 3)})
                 log(f"restored {step.ref.qualified}: {rows} rows")
             lap("load")
-            if plan.schema is not None:
-                schema_restore.finish(conn, plan.schema, log)
-            else:
-                for step in (s for s in plan.tables if not s.exists):
-                    for statement in foreign_key_sql(step.sidecar):
-                        conn.execute(statement)
-            _restore_triggers(conn, silenced)
-            for seq in plan.sequences:
-                conn.execute("SELECT setval(%s::regclass, %s, %s)",
-                             (TableRef(seq["schema"], seq["name"]).sql, seq["last_value"], seq["is_called"]))
-            # a rebuilt schema's foreign keys were validated when the backup's constraints were added
-            checked = [s.ref for s in plan.tables if plan.schema is None or s.ref.schema == "auth"]
-            violations = check_foreign_keys(conn, checked)
-            if violations:
-                raise SupabackupError("restored rows break foreign keys, nothing was changed: " + "; ".join(violations))
+            _after_load(conn, plan, silenced, log)
             lap("schema_foreign_keys_and_sequences" if plan.schema is not None else "foreign_keys_and_sequences")
             mismatches = _post_validate(conn, plan, root, results)
             if mismatches:
@@ -371,6 +357,26 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
         log("schema validation: " + ("equal to the backup" if not report["schema_differences"] else
                                      f"{len(report['schema_differences'])} difference(s): {report['schema_differences'][:5]}"))
     return report
+
+
+def _after_load(conn, plan: DatabasePlan, silenced: list[tuple[str, str, str]], log: Log) -> None:
+    """Constraints (the rebuilt schema's post-data, or recreated tables' foreign keys), triggers put
+    back, sequences set, and every foreign key the load could have broken checked."""
+    if plan.schema is not None:
+        schema_restore.finish(conn, plan.schema, log)
+    else:
+        for step in (s for s in plan.tables if not s.exists):
+            for statement in foreign_key_sql(step.sidecar):
+                conn.execute(statement)
+    _restore_triggers(conn, silenced)
+    for seq in plan.sequences:
+        conn.execute("SELECT setval(%s::regclass, %s, %s)",
+                     (TableRef(seq["schema"], seq["name"]).sql, seq["last_value"], seq["is_called"]))
+    # a rebuilt schema's foreign keys were validated when the backup's constraints were added
+    checked = [s.ref for s in plan.tables if plan.schema is None or s.ref.schema == "auth"]
+    violations = check_foreign_keys(conn, checked)
+    if violations:
+        raise SupabackupError("restored rows break foreign keys, nothing was changed: " + "; ".join(violations))
 
 
 def schema_differences(db_url: str, plan: DatabasePlan) -> list[dict]:

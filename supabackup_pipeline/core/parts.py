@@ -39,6 +39,15 @@ def _known(cls, data: dict) -> dict:
     return {k: v for k, v in data.items() if k in names}
 
 
+def _part_from_json(cls, data: dict, entries: str, entry_type):
+    """A part from its JSON, the list field `entries` read as `entry_type` records."""
+    return cls(**{**_known(cls, data), entries: [entry_type.from_json(e) for e in data.get(entries, [])]})
+
+
+def _part_to_json(part, entries: str) -> dict:
+    return {**asdict(part), entries: [e.to_json() for e in getattr(part, entries)]}
+
+
 @dataclass
 class TableEntry:
     """One table dump: its Parquet file and sidecar (paths relative to the backup folder)."""
@@ -102,11 +111,11 @@ class DatabasePart:
     seconds: float = 0.0
 
     def to_json(self) -> dict:
-        return {**asdict(self), "tables": [t.to_json() for t in self.tables]}
+        return _part_to_json(self, "tables")
 
     @classmethod
     def from_json(cls, data: dict) -> "DatabasePart":
-        return cls(**{**_known(cls, data), "tables": [TableEntry.from_json(t) for t in data.get("tables", [])]})
+        return _part_from_json(cls, data, "tables", TableEntry)
 
 
 @dataclass
@@ -115,11 +124,11 @@ class UsersPart:
     tables: list[TableEntry] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {**asdict(self), "tables": [t.to_json() for t in self.tables]}
+        return _part_to_json(self, "tables")
 
     @classmethod
     def from_json(cls, data: dict) -> "UsersPart":
-        return cls(**{**_known(cls, data), "tables": [TableEntry.from_json(t) for t in data.get("tables", [])]})
+        return _part_from_json(cls, data, "tables", TableEntry)
 
 
 @dataclass
@@ -132,11 +141,11 @@ class StoragePart:
     seconds: float = 0.0
 
     def to_json(self) -> dict:
-        return {**asdict(self), "buckets": [b.to_json() for b in self.buckets]}
+        return _part_to_json(self, "buckets")
 
     @classmethod
     def from_json(cls, data: dict) -> "StoragePart":
-        return cls(**{**_known(cls, data), "buckets": [BucketEntry.from_json(b) for b in data.get("buckets", [])]})
+        return _part_from_json(cls, data, "buckets", BucketEntry)
 
 
 _PART_TYPES = {Component.DATABASE: DatabasePart, Component.USERS: UsersPart, Component.STORAGE: StoragePart}
