@@ -163,7 +163,7 @@ APP_ROWS: list[tuple[str, int, str]] = [
     ("events", 200_000, """g, (ARRAY['page_view', 'click', 'signup', 'purchase', 'error'])[1 + g % 5]::public.event_kind,
         <uid>, md5('s' || g / 20)::uuid, jsonb_build_object('path', '/p/' || g % 500, 'ref', md5(g::text), 'ms', g % 3000,
         'tags', jsonb_build_array(g % 3, g % 5)), ('10.' || (g >> 16) % 256 || '.' || (g >> 8) % 256 || '.' || g % 256)::inet,
-        timestamptz '2024-07-01' + (g * 7919 % 63072000) * interval '1 second'"""),
+        timestamptz '2024-07-01' + (g::bigint * 7919 % 63072000) * interval '1 second'"""),
     ("audit_log", 40_000, """g, <uid>, (ARRAY['insert', 'update', 'delete'])[1 + g % 3],
         CASE WHEN g % 4 = 0 THEN ('2001:db8::' || to_hex(g % 65536))::inet
              ELSE ('192.168.' || g % 256 || '.' || (g * 7) % 256)::inet END,
