@@ -25,7 +25,7 @@ import psycopg
 USERS = 100_000
 # App-table scale of each size; calibrated on PostgreSQL 15 so that pg_database_size is ≈ 0.5 and
 # ≈ 2 GB (see the table printed by `main`).
-SIZES = {"tiny": 0.05, "small": 1.0, "large": 5.7}
+SIZES = {"tiny": 0.05, "small": 1.0, "large": 6.0}
 
 # Helper functions only the build uses; the schema is dropped afterwards, so backups never see it.
 GENERATORS = r"""
