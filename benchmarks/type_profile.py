@@ -2,13 +2,15 @@
 
 For every table the backup dumps, the stages of core/table_dump.py are timed one after the other
 (not overlapped as in a real backup, so each can be seen alone):
+  describe core/catalog.describe_table (the sidecar's catalog queries),
   copy     the backup's own `COPY (SELECT ...) TO STDOUT (FORMAT csv)` through psql into memory
            (the server's output functions and select expressions, plus psql),
   parse    pyarrow's CSV reader over those bytes,
   convert  core/pg_types.convert_batch, timed per column,
   write    ParquetWriter (zstd) into memory;
 and, per column, the server's share: `SELECT sum(octet_length((<select expression>)::text))`
-less a bare scan of the table. The script prints the tables by total time, then the column
+less a bare scan of the table, next to the same for the column's plain `::text` (what our select
+expressions — range checks, hex encodings — add to the type's own output function). The script prints the tables by total time, then the column
 types by time (server + convert) with their share of the CSV bytes.
 
     .venv/bin/python benchmarks/type_profile.py --size small
@@ -35,10 +37,13 @@ from realistic_benchmark import data_tables  # noqa: E402
 from realistic_project import add_size_options, build_project, scale_of  # noqa: E402
 
 from supabackup_pipeline.core.catalog import TableRef, describe_table  # noqa: E402
-from supabackup_pipeline.core.pg_types import codec_for, select_expressions  # noqa: E402
+from supabackup_pipeline.core.pg_types import codec_for, quote_ident, select_expressions  # noqa: E402
 from supabackup_pipeline.core.snapshot import client_connection, client_program, session_options  # noqa: E402
 from supabackup_pipeline.core.table_dump import arrow_schema, copy_select_sql, csv_batches, parquet_writer  # noqa: E402
 from supabackup_pipeline.dev.stack import create_database  # noqa: E402
+
+
+STAGES = ("describe", "copy", "parse", "convert", "write")
 
 
 def copy_bytes(db_url: str, sql: str) -> bytes:
@@ -74,11 +79,13 @@ def profile_table(db: psycopg.Connection, db_url: str, ref: TableRef) -> dict:
     """The four stages' seconds, and per column: type, convert and server seconds, CSV bytes."""
     import supabackup_pipeline.core.pg_types as pg_types
 
+    started = time.perf_counter()
     description = describe_table(db, ref)
+    stages = {"describe": time.perf_counter() - started}
     schema = arrow_schema(description)
     started = time.perf_counter()
     data = copy_bytes(db_url, copy_select_sql(description.columns, ref))
-    stages = {"copy": time.perf_counter() - started}
+    stages["copy"] = time.perf_counter() - started
     convert_seconds: dict[str, float] = defaultdict(float)
     original, wrapped = timed_convert(convert_seconds)
     pg_types.codec_for = wrapped
@@ -108,9 +115,10 @@ def column_costs(db: psycopg.Connection, ref: TableRef, columns, convert_seconds
         exprs, _ = select_expressions([column])
         total = " + ".join(f"coalesce(octet_length(({e})::text), 0)" for e in exprs)
         seconds, size = _seconds(db, f"SELECT sum({total}) FROM ONLY {ref.sql}")
+        bare, _ = _seconds(db, f"SELECT sum(octet_length({quote_ident(column.name)}::text)) FROM ONLY {ref.sql}")
         out.append({"type": column.pg_type.split("(")[0], "codec": codec_for(column).kind,
-                    "server": max(0.0, seconds - scan), "convert": convert_seconds.get(column.name, 0.0),
-                    "bytes": int(size or 0)})
+                    "server": max(0.0, seconds - scan), "bare": max(0.0, bare - scan),
+                    "convert": convert_seconds.get(column.name, 0.0), "bytes": int(size or 0)})
     return out
 
 
@@ -121,29 +129,28 @@ def _seconds(db: psycopg.Connection, sql: str) -> tuple[float, object]:
 
 
 def print_tables(profiles: list[dict], top: int) -> None:
-    print(f"\n{'table':30} {'rows':>9} {'CSV MB':>7} {'copy':>6} {'parse':>6} {'convert':>7} {'write':>6}  seconds")
+    print(f"\n{'table':30} {'rows':>9} {'CSV MB':>7}" + "".join(f" {k:>8}" for k in STAGES) + "  (seconds)")
     for p in sorted(profiles, key=lambda p: -sum(p["stages"].values()))[:top]:
-        s = p["stages"]
-        print(f"{p['table']:30} {p['rows']:>9,} {p['csv_bytes'] / 1e6:7.1f} {s['copy']:6.2f} {s['parse']:6.2f}"
-              f" {s['convert']:7.2f} {s['write']:6.2f}")
-    totals = {k: sum(p["stages"][k] for p in profiles) for k in ("copy", "parse", "convert", "write")}
+        print(f"{p['table']:30} {p['rows']:>9,} {p['csv_bytes'] / 1e6:7.1f}" + "".join(f" {p['stages'][k]:8.2f}" for k in STAGES))
     print(f"{'all tables':30} {sum(p['rows'] for p in profiles):>9,} {sum(p['csv_bytes'] for p in profiles) / 1e6:7.1f}"
-          + "".join(f" {totals[k]:6.2f}" for k in ("copy", "parse")) + f" {totals['convert']:7.2f} {totals['write']:6.2f}")
+          + "".join(f" {sum(p['stages'][k] for p in profiles):8.2f}" for k in STAGES))
 
 
 def print_types(profiles: list[dict]) -> None:
-    by_type: dict[str, dict] = defaultdict(lambda: {"columns": 0, "server": 0.0, "convert": 0.0, "bytes": 0, "codec": ""})
+    by_type: dict[str, dict] = defaultdict(lambda: {"columns": 0, "server": 0.0, "bare": 0.0, "convert": 0.0, "bytes": 0,
+                                                    "codec": ""})
     for p in profiles:
         for c in p["columns"]:
             entry = by_type[c["type"]]
             entry["columns"] += 1
             entry["codec"] = c["codec"]
-            for key in ("server", "convert", "bytes"):
+            for key in ("server", "bare", "convert", "bytes"):
                 entry[key] += c[key]
     total_bytes = sum(e["bytes"] for e in by_type.values()) or 1
-    print(f"\n{'column type':28} {'codec':6} {'cols':>4} {'server s':>8} {'convert s':>9} {'text MB':>8} {'share':>6}")
+    print(f"\n{'column type':28} {'codec':6} {'cols':>4} {'server s':>8} {'(bare ::text)':>13} {'convert s':>9}"
+          f" {'text MB':>8} {'share':>6}")
     for name, e in sorted(by_type.items(), key=lambda kv: -(kv[1]["server"] + kv[1]["convert"])):
-        print(f"{name:28} {e['codec']:6} {e['columns']:>4} {e['server']:8.2f} {e['convert']:9.2f}"
+        print(f"{name:28} {e['codec']:6} {e['columns']:>4} {e['server']:8.2f} {e['bare']:13.2f} {e['convert']:9.2f}"
               f" {e['bytes'] / 1e6:8.1f} {e['bytes'] / total_bytes:6.1%}")
 
 
