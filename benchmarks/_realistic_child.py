@@ -63,6 +63,36 @@ def op_backup(args: dict) -> dict:
     return {"seconds": seconds, "tables": tables, "warnings": result.warnings}
 
 
+class StepMemory:
+    """This process's peak RSS (MB) during each step of a run, a step being what its last log line
+    named (`restored public.tasks: ...` → `restored public.tasks`): where the memory goes."""
+
+    def __init__(self) -> None:
+        self.step = "start"
+        self.peaks: dict[str, int] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def log(self, message: str) -> None:
+        self.step = message.split(":")[0][:60]
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            rss = int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) // 1024
+            self.peaks[self.step] = max(self.peaks.get(self.step, 0), rss)
+
+    def __enter__(self) -> "StepMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def top(self, n: int = 4) -> dict[str, int]:
+        return dict(sorted(self.peaks.items(), key=lambda kv: -kv[1])[:n])
+
+
 def op_restore(args: dict) -> dict:
     """Plan + apply database and users (the rollback's database step, post-validation included)."""
     from supabackup_pipeline.core.db_restore import apply_database_restore, plan_database_restore
@@ -71,13 +101,17 @@ def op_restore(args: dict) -> dict:
     root = Path(args["root"])
     manifest = json.loads((root / MANIFEST).read_text())
     started = time.perf_counter()
-    with connect(args["db_url"]) as conn:
-        plan = plan_database_restore(conn, root, manifest, COMPONENTS)
-    planned = time.perf_counter() - started
-    result = apply_database_restore(args["db_url"], plan, root, log=lambda _: None)
+    with StepMemory() as memory:
+        memory.log("plan")
+        with connect(args["db_url"]) as conn:
+            plan = plan_database_restore(conn, root, manifest, COMPONENTS)
+        planned = time.perf_counter() - started
+        memory.log("schema prepare")
+        result = apply_database_restore(args["db_url"], plan, root, log=memory.log)
     if result.get("schema_differences"):
         raise SystemExit(f"the restored schema differs from the backup: {result['schema_differences'][:3]}")
-    return {"seconds": time.perf_counter() - started, "phases": {"plan": round(planned, 3), **result["phases"]}}
+    return {"seconds": time.perf_counter() - started, "phases": {"plan": round(planned, 3), **result["phases"]},
+            "memory_by_step": memory.top()}
 
 
 OPERATIONS = {"raw_copy": op_raw_copy, "backup": op_backup, "restore": op_restore}

@@ -200,6 +200,8 @@ def print_restore_phases(results: Results) -> None:
         if name in results.details:
             phases = results.details[name]["phases"]
             print(f"{name} phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
+            print(f"{name} peak RSS of the Python process by step (MB, after the log line): "
+                  f"{results.details[name].get('memory_by_step')}")
 
 
 def main() -> None:
