@@ -1,6 +1,6 @@
 """Backup and restore on a realistic Supabase-like project, against the standard tools, in one run.
 
-Builds benchmarks/realistic_project.py's project (≈ 25 app tables of ~40 column types, wide
+Builds benchmarks/realistic_project.py's project (24 app tables of ~50 column types, wide
 tables, long text, bytea, a partitioned table, GIN/GiST indexes, 100k auth users with identities
 and MFA factors) in a throwaway cluster, then times on the same tables (every leaf table of
 `public` plus auth.users, identities and mfa_factors), each with the peak RSS of its whole process
