@@ -64,9 +64,10 @@ def timed(fn) -> float:
     return time.perf_counter() - started
 
 
-def raw_copy(db_url: str) -> None:
+def raw_copy(db_url: str, tables: tuple[str, ...] | list[str] = TABLES) -> None:
+    """Every table's rows as the server hands them out, on one connection (the floor a dump can reach)."""
     with psycopg.connect(db_url) as conn:
-        for table in TABLES:
+        for table in tables:
             with conn.cursor().copy(f"COPY {table} TO STDOUT (FORMAT binary)") as copy:
                 for _ in copy:
                     pass
