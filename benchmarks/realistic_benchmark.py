@@ -43,10 +43,10 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _process_tree import run_measured  # noqa: E402
 from database_benchmark import timed  # noqa: E402
-from realistic_project import add_size_options, build_project, database_bytes, scale_of  # noqa: E402
+from realistic_project import add_size_options, database_bytes, scale_of, throwaway_project  # noqa: E402
 
 from supabackup_pipeline.core.database_backup import DEFAULT_WORKERS  # noqa: E402
-from supabackup_pipeline.dev.stack import StackInfo, create_database, create_project_database  # noqa: E402
+from supabackup_pipeline.dev.stack import StackInfo, create_project_database  # noqa: E402
 
 CHILD = str(Path(__file__).resolve().parent / "_realistic_child.py")
 AUTH_TABLES = ("auth.users", "auth.identities", "auth.mfa_factors")
@@ -204,40 +204,42 @@ def print_restore_phases(results: Results) -> None:
                   f"{results.details[name].get('memory_by_step')}")
 
 
+def measure_all(info: StackInfo, tables: list[str], work: Path, args: argparse.Namespace) -> Results:
+    """Every measurement, `--repeat` times, interleaved (so a busy spell hits all tools alike)."""
+    subprocess.run(["pg_dump", "-Fc", "-f", str(work / "full.dump"), "--dbname", info.superuser_url], check=True)
+    results = Results()
+    for round_ in range(max(1, args.repeat)):
+        print(f"round {round_ + 1}: backups ...", flush=True)
+        backup = measure_backups(info, tables, work, results)
+        if not args.skip_restore:
+            print(f"round {round_ + 1}: restores ...", flush=True)
+            measure_in_place(info, tables, work, backup, results)
+            measure_new_project(info, work, backup, results)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_size_options(parser)
     parser.add_argument("--repeat", type=int, default=1, help="runs of every measurement; the best time counts")
     parser.add_argument("--skip-restore", action="store_true", help="measure the backup side only")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="supabackup-realistic-"))
     work = Path(tempfile.mkdtemp(prefix="supabackup-realistic-out-"))
-    info = create_database(root)
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} cores;"
+          f" building the {args.size if args.scale is None else f'scale {args.scale}'} project ...", flush=True)
+    started = time.perf_counter()
     try:
-        print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} cores;"
-              f" building the {args.size if args.scale is None else f'scale {args.scale}'} project ...", flush=True)
-        started = time.perf_counter()
-        build_project(info.db_url, scale_of(args), log=lambda m: None)
-        tables = data_tables(info.db_url)
-        print(f"built in {time.perf_counter() - started:.0f} s: pg_database_size {database_bytes(info.db_url) / 1e6:,.0f} MB,"
-              f" {len(tables)} tables", flush=True)
-        subprocess.run(["pg_dump", "-Fc", "-f", str(work / "full.dump"), "--dbname", info.superuser_url], check=True)
-        results = Results()
-        for round_ in range(max(1, args.repeat)):
-            print(f"round {round_ + 1}: backups ...", flush=True)
-            backup = measure_backups(info, tables, work, results)
-            if not args.skip_restore:
-                print(f"round {round_ + 1}: restores ...", flush=True)
-                measure_in_place(info, tables, work, backup, results)
-                measure_new_project(info, work, backup, results)
-        print_summary(results, max(1, args.repeat))
-        print_backup_split(results)
-        print_restore_phases(results)
-        print(f"load average at the end {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+        with throwaway_project(scale_of(args), log=lambda m: None) as info:
+            tables = data_tables(info.db_url)
+            print(f"built in {time.perf_counter() - started:.0f} s: pg_database_size"
+                  f" {database_bytes(info.db_url) / 1e6:,.0f} MB, {len(tables)} tables", flush=True)
+            results = measure_all(info, tables, work, args)
     finally:
-        info.cluster.destroy()
-        shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+    print_summary(results, max(1, args.repeat))
+    print_backup_split(results)
+    print_restore_phases(results)
+    print(f"load average at the end {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
 
 
 if __name__ == "__main__":

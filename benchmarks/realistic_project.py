@@ -13,15 +13,17 @@ the app tables grow with the scale.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import psycopg
+
+from supabackup_pipeline.dev.stack import StackInfo, create_database
 
 USERS = 100_000
 # App-table scale of each size; calibrated on PostgreSQL 15 so that pg_database_size is ≈ 0.5 and
@@ -392,25 +394,29 @@ def add_size_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=float, default=None, help="app-table scale instead of --size (1: ≈ 0.5 GB in all, +≈ 320 MB per unit)")
 
 
-def main() -> None:
-    """Build the project in a throwaway cluster and print its size per table (to calibrate SIZES)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from supabackup_pipeline.dev.stack import create_database
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_size_options(parser)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def throwaway_project(scale: float, log: Callable[[str], None] = print) -> Iterator[StackInfo]:
+    """A throwaway Supabase-like cluster with the project built at `scale`, destroyed on exit."""
     root = Path(tempfile.mkdtemp(prefix="supabackup-realistic-"))
     info = create_database(root)
     try:
-        started = time.perf_counter()
-        build_project(info.db_url, scale_of(args))
-        print(f"built in {time.perf_counter() - started:.0f} s; pg_database_size {database_bytes(info.db_url) / 1e6:,.0f} MB")
-        for table, rows, size, indexes in size_report(info.db_url):
-            print(f"  {table:32} {rows:>10,} rows {size / 1e6:10.1f} MB ({indexes / 1e6:.1f} MB indexes)")
+        build_project(info.db_url, scale, log)
+        yield info
     finally:
         info.cluster.destroy()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    """Build the project in a throwaway cluster and print its size per table (to calibrate SIZES)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_size_options(parser)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with throwaway_project(scale_of(args)) as info:
+        print(f"built in {time.perf_counter() - started:.0f} s; pg_database_size {database_bytes(info.db_url) / 1e6:,.0f} MB")
+        for table, rows, size, indexes in size_report(info.db_url):
+            print(f"  {table:32} {rows:>10,} rows {size / 1e6:10.1f} MB ({indexes / 1e6:.1f} MB indexes)")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -34,13 +32,12 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from realistic_benchmark import data_tables  # noqa: E402
-from realistic_project import add_size_options, build_project, scale_of  # noqa: E402
+from realistic_project import add_size_options, scale_of, throwaway_project  # noqa: E402
 
 from supabackup_pipeline.core.catalog import TableRef, describe_table  # noqa: E402
 from supabackup_pipeline.core.pg_types import codec_for, quote_ident, select_expressions  # noqa: E402
 from supabackup_pipeline.core.snapshot import client_connection, client_program, session_options  # noqa: E402
 from supabackup_pipeline.core.table_dump import arrow_schema, copy_select_sql, csv_batches, parquet_writer  # noqa: E402
-from supabackup_pipeline.dev.stack import create_database  # noqa: E402
 
 
 STAGES = ("describe", "copy", "parse", "convert", "write")
@@ -159,17 +156,11 @@ def main() -> None:
     add_size_options(parser)
     parser.add_argument("--top", type=int, default=15, help="tables to list")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="supabackup-type-profile-"))
-    info = create_database(root)
-    try:
-        build_project(info.db_url, scale_of(args), log=lambda m: None)
+    with throwaway_project(scale_of(args), log=lambda m: None) as info:
         with psycopg.connect(info.db_url, autocommit=True) as db:
             profiles = [profile_table(db, info.db_url, TableRef(*t.split(".", 1))) for t in data_tables(info.db_url)]
-        print_tables(profiles, args.top)
-        print_types(profiles)
-    finally:
-        info.cluster.destroy()
-        shutil.rmtree(root, ignore_errors=True)
+    print_tables(profiles, args.top)
+    print_types(profiles)
 
 
 if __name__ == "__main__":
