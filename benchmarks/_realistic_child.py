@@ -26,17 +26,6 @@ COMPONENTS = ["database", "users"]
 MANIFEST = "bench-manifest.json"
 
 
-def manifest_parts(result) -> dict:
-    """The manifest parts a restore plan reads (what the Dagster asset writes, less the bookkeeping)."""
-    return {"parts": {
-        "database": {"schemas": ["public"], "tables": [
-            {"schema": d.ref.schema, "name": d.ref.name, "parquet": f"database/{d.parquet_file}",
-             "sidecar": f"database/{d.sidecar_file}"} for d in result.tables]},
-        "users": {"tables": [{"table": d.ref.qualified, "parquet": f"users/{d.parquet_file}",
-                              "sidecar": f"users/{d.sidecar_file}"} for d in result.users]},
-    }}
-
-
 def op_raw_copy(args: dict) -> dict:
     return {"seconds": timed(lambda: raw_copy(args["db_url"], args["tables"]))}
 
@@ -44,7 +33,7 @@ def op_raw_copy(args: dict) -> dict:
 def op_backup(args: dict) -> dict:
     """database + users, with each table's seconds and the worker thread that dumped it (the backup
     logs `[k/n] schema.table: ...` from the worker's own thread)."""
-    from supabackup_pipeline.core.database_backup import backup_database
+    from supabackup_pipeline.core.database_backup import as_manifest, backup_database
 
     worker_of: dict[str, str] = {}
 
@@ -57,7 +46,7 @@ def op_backup(args: dict) -> dict:
     started = time.perf_counter()
     result = backup_database(args["db_url"], out, ["public"], include_users=True, workers=args["workers"], log=log)
     seconds = time.perf_counter() - started
-    (out / MANIFEST).write_text(json.dumps(manifest_parts(result)))
+    (out / MANIFEST).write_text(json.dumps(as_manifest(result, ["public"])))
     tables = [{"table": d.ref.qualified, "rows": d.rows, "bytes": d.parquet_bytes, "seconds": d.seconds,
                "worker": worker_of.get(d.ref.qualified, "?")} for d in result.tables + result.users]
     return {"seconds": seconds, "tables": tables, "warnings": result.warnings}
