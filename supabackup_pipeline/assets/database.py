@@ -5,6 +5,7 @@ transaction that exported it. So every table (and the users export) is an output
 step that holds the snapshot and dumps with parallel worker connections inside it.
 """
 
+from typing import Iterator
 
 import dagster as dg
 
@@ -44,7 +45,8 @@ def _dump_metadata(dump: TableDump, backup_id: str) -> dict:
     }
 
 
-def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
+def _database_specs(tables: list[TableRef]) -> list[dg.AssetSpec]:
+    """The schema asset, one asset per table (in `tables`' order), and the users asset."""
     table_specs = [
         dg.AssetSpec(
             table_key(t.schema, t.name), deps=[live_table_key(t.schema, t.name)], group_name=Group.TABLES,
@@ -53,7 +55,7 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
         )
         for t in tables
     ]
-    specs = [
+    return [
         dg.AssetSpec(
             DATABASE_SCHEMA_KEY, group_name=Group.TABLES, kinds={"postgres", "sql"},
             description="The snapshot every table and user is read from, the schema DDL (pg_dump --schema-only) and"
@@ -66,7 +68,49 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
             " included; never sessions or refresh tokens.",
         ),
     ]
-    by_key = {spec.key: t for spec, t in zip(table_specs, tables)}
+
+
+def _materializations(result, selected: set, by_key: dict, backup_id: str, log) -> Iterator[dg.MaterializeResult]:
+    """One result per selected asset: tables new since the code location loaded are backed up and
+    named; tables gone since are reported, not skipped (a skipped output would also skip the checks
+    and the manifest)."""
+    without_asset = sorted(d.ref.qualified for d in result.tables if table_key(d.ref.schema, d.ref.name) not in selected)
+    gone = sorted(by_key[k].qualified for k in selected if k in by_key and by_key[k] not in {d.ref for d in result.tables})
+    if without_asset:
+        log.info(f"tables new since the code location loaded (backed up; reload for their assets): {without_asset}")
+    if gone:
+        log.warning(f"tables no longer in the database (nothing to back up): {gone}")
+    if DATABASE_SCHEMA_KEY in selected:
+        yield dg.MaterializeResult(asset_key=DATABASE_SCHEMA_KEY, metadata={
+            "backup_id": backup_id,
+            "snapshot": result.snapshot.snapshot_id,
+            "wal_lsn": result.snapshot.wal_lsn or "",
+            "tables": dg.MetadataValue.int(len(result.tables)),
+            "tables_without_asset": dg.MetadataValue.json(without_asset),
+            "warnings": dg.MetadataValue.json(result.warnings),
+            "duration_s": dg.MetadataValue.float(round(result.seconds, 3)),
+        })
+    for dump in result.tables:
+        key = table_key(dump.ref.schema, dump.ref.name)
+        if key in selected:
+            yield dg.MaterializeResult(asset_key=key, metadata=_dump_metadata(dump, backup_id))
+    for key in sorted(k for k in selected if k in by_key and by_key[k].qualified in gone):
+        yield dg.MaterializeResult(asset_key=key, metadata={
+            "backup_id": backup_id, "table": by_key[key].qualified,
+            "status": "gone: the table no longer exists, nothing was backed up"})
+    if USERS_KEY in selected:
+        counts = {d.ref.qualified: d.rows for d in result.users}
+        yield dg.MaterializeResult(asset_key=USERS_KEY, metadata={
+            "backup_id": backup_id,
+            "users": dg.MetadataValue.int(counts.get("auth.users", 0)),
+            "rows": dg.MetadataValue.json(counts),
+            "bytes": dg.MetadataValue.int(sum(d.parquet_bytes + d.sidecar_bytes for d in result.users)),
+        })
+
+
+def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
+    specs = _database_specs(tables)
+    by_key = {spec.key: t for spec, t in zip(specs[1:-1], tables)}
 
     @dg.multi_asset(
         name="database_dump", specs=specs, partitions_def=backup_partitions, can_subset=True, pool=PROJECT_POOL,
@@ -89,40 +133,6 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
             store.write_part(backup_id, Component.USERS, parts.users.to_json())
         if complete:
             update_catalog(store.state_dir, tables=[[d.ref.schema, d.ref.name] for d in result.tables])
-
-        without_asset = sorted(d.ref.qualified for d in result.tables if table_key(d.ref.schema, d.ref.name) not in selected)
-        gone = sorted(by_key[k].qualified for k in selected if k in by_key and
-                      by_key[k] not in {d.ref for d in result.tables})
-        if without_asset:
-            context.log.info(f"tables new since the code location loaded (backed up; reload for their assets): {without_asset}")
-        if gone:
-            context.log.warning(f"tables no longer in the database (nothing to back up): {gone}")
-        if complete:
-            yield dg.MaterializeResult(asset_key=DATABASE_SCHEMA_KEY, metadata={
-                "backup_id": backup_id,
-                "snapshot": result.snapshot.snapshot_id,
-                "wal_lsn": result.snapshot.wal_lsn or "",
-                "tables": dg.MetadataValue.int(len(result.tables)),
-                "tables_without_asset": dg.MetadataValue.json(without_asset),
-                "warnings": dg.MetadataValue.json(result.warnings),
-                "duration_s": dg.MetadataValue.float(round(result.seconds, 3)),
-            })
-        for dump in result.tables:
-            key = table_key(dump.ref.schema, dump.ref.name)
-            if key in selected:
-                yield dg.MaterializeResult(asset_key=key, metadata=_dump_metadata(dump, backup_id))
-        for key in sorted(k for k in selected if k in by_key and by_key[k].qualified in gone):
-            # reported, not skipped: a skipped output would also skip the checks and the manifest
-            yield dg.MaterializeResult(asset_key=key, metadata={
-                "backup_id": backup_id, "table": by_key[key].qualified,
-                "status": "gone: the table no longer exists, nothing was backed up"})
-        if USERS_KEY in selected:
-            counts = {d.ref.qualified: d.rows for d in result.users}
-            yield dg.MaterializeResult(asset_key=USERS_KEY, metadata={
-                "backup_id": backup_id,
-                "users": dg.MetadataValue.int(counts.get("auth.users", 0)),
-                "rows": dg.MetadataValue.json(counts),
-                "bytes": dg.MetadataValue.int(sum(d.parquet_bytes + d.sidecar_bytes for d in result.users)),
-            })
+        yield from _materializations(result, selected, by_key, backup_id, context.log)
 
     return database_dump

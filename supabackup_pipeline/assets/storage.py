@@ -76,25 +76,26 @@ def _mirror_selected(api: StorageApi, context: dg.AssetExecutionContext, complet
     return mirrors, gone, previous
 
 
-def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
-    bucket_specs = [
-        dg.AssetSpec(
-            bucket_key(name), group_name=Group.STORAGE, kinds={"supabase", "storage"},
-            metadata={"bucket": name},
-            description=f"Mirror of the Storage bucket {name!r}: every object byte for byte, plus its settings"
-            " and object metadata in storage/manifest.json.",
-        )
-        for name in buckets
-    ]
-    specs = [
+def _storage_specs(buckets: list[str]) -> list[dg.AssetSpec]:
+    """The bucket-list asset, then one asset per bucket (in `buckets`' order)."""
+    return [
         dg.AssetSpec(
             STORAGE_BUCKETS_KEY, group_name=Group.STORAGE, kinds={"supabase", "storage"},
             description="The bucket list and storage/manifest.json. Selecting it mirrors every bucket that"
             " exists at run time.",
         ),
-        *bucket_specs,
+        *(dg.AssetSpec(
+            bucket_key(name), group_name=Group.STORAGE, kinds={"supabase", "storage"},
+            metadata={"bucket": name},
+            description=f"Mirror of the Storage bucket {name!r}: every object byte for byte, plus its settings"
+            " and object metadata in storage/manifest.json.",
+        ) for name in buckets),
     ]
-    by_key = {spec.key: name for spec, name in zip(bucket_specs, buckets)}
+
+
+def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
+    specs = _storage_specs(buckets)
+    by_key = {spec.key: name for spec, name in zip(specs[1:], buckets)}
 
     @dg.multi_asset(
         name="storage_mirror", specs=specs, partitions_def=backup_partitions, can_subset=True, pool=PROJECT_POOL,
