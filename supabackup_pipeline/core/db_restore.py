@@ -36,7 +36,7 @@ from supabackup_pipeline.core import schema_restore
 from supabackup_pipeline.core.parts import Parts, TableEntry
 from supabackup_pipeline.core.project_lock import lock_project
 from supabackup_pipeline.core.schema_catalog import SUPABASE_SCHEMAS
-from supabackup_pipeline.core.schema_dump import compare_entries, live_entries
+from supabackup_pipeline.core.schema_dump import SCHEMA_DUMP, Entry, compare_entries, live_entries, read_entries
 from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.table_load import load_table
 
@@ -115,7 +115,9 @@ def plan_database_restore(
     parts = Parts.from_manifest(manifest)
     available = parts.table_dumps(components)
     schemas = parts.database.schemas if parts.database else []
-    parents = partition_leaves(root, available) if "database" in components else {}
+    # the backup's schema dump, read once (a pg_restore run): partition bounds and the rebuild use it
+    entries = read_entries(root / SCHEMA_DUMP) if schema_restore.has_schema_dump(root) else []
+    parents = partition_leaves(root, available, entries) if "database" in components else {}
     if tables is not None:
         tables = _expand_parents(tables, parents)
         known = {t.qualified for t in available}
@@ -124,14 +126,13 @@ def plan_database_restore(
             raise RestoreRefused(f"not in this backup (or not in the chosen components): {', '.join(unknown)}")
         available = [t for t in available if t.qualified in set(tables) or t.schema == "auth"]
     # Supabase's own schemas are never restructured: a backup that includes one restores rows only
-    rebuild = ("database" in components and tables is None and schema_restore.has_schema_dump(root)
-               and not set(schemas) & set(SUPABASE_SCHEMAS))
+    rebuild = bool("database" in components and tables is None and entries and not set(schemas) & set(SUPABASE_SCHEMAS))
     steps = [_table_step(conn, root, t) for t in available]
     restored = {s.ref for s in steps}
 
     plan = DatabasePlan(tables=steps, drop_new_tables=drop_new_tables)
     if rebuild:
-        plan.schema = schema_restore.plan_schema_restore(conn, root, schemas, drop_new_tables,
+        plan.schema = schema_restore.plan_schema_restore(conn, root, entries, schemas, drop_new_tables,
                                                          live=live_entries(_url_of(conn), schemas))
         plan.new_tables = plan.schema.new_tables
         rebuilt = {o.qualified for o in plan.schema.drops if o.is_table}
@@ -185,18 +186,17 @@ def _table_step(conn, root: Path, dump: TableEntry) -> TableStep:
 _ATTACH = re.compile(r"ALTER TABLE ONLY (\S+) ATTACH PARTITION (\S+) ")
 
 
-def partition_leaves(root: Path, available: list[TableEntry]) -> dict[str, list[str]]:
-    """Every partitioned table of the backup → the backed-up leaf partitions under it (at any depth)."""
+def partition_leaves(root: Path, available: list[TableEntry], entries: list[Entry]) -> dict[str, list[str]]:
+    """Every partitioned table of the backup → the backed-up leaf partitions under it (at any depth):
+    from the schema dump's ATTACH entries, or for older backups from the sidecars (one level)."""
     parent_of: dict[str, str] = {}
-    dump = root / schema_restore.SCHEMA_DUMP
-    if schema_restore.has_schema_dump(root):
-        for entry in schema_restore.read_entries(dump):
-            if entry.kind == "TABLE ATTACH":
-                for parent, child in _ATTACH.findall(entry.sql):
-                    parent_of[_unquote(child)] = _unquote(parent)
-    for t in available:
+    for entry in entries:
+        if entry.kind == "TABLE ATTACH":
+            for parent, child in _ATTACH.findall(entry.sql):
+                parent_of[_unquote(child)] = _unquote(parent)
+    for t in available if not entries else []:
         parent = json.loads((root / t.sidecar).read_text()).get("partition_of")
-        if parent and t.qualified not in parent_of:
+        if parent:
             parent_of[t.qualified] = _unquote(parent) if "." in parent else f"{t.schema}.{parent}"
     leaves: dict[str, list[str]] = {}
     for t in available:

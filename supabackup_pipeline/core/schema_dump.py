@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supabackup_pipeline.core.errors import SupabackupError
-from supabackup_pipeline.core.snapshot import client_connection, client_program
+from supabackup_pipeline.core.snapshot import client_connection, client_program, connect
 
 SCHEMA_DUMP = "database/schema.dump"
 SCHEMA_SQL = "database/schema.sql"
@@ -117,8 +117,6 @@ def write_plain_sql(dump: Path, target: Path) -> None:
 
 def live_entries(db_url: str, schemas: list[str]) -> list[Entry]:
     """The live project's schemas (those that exist), dumped and cut the same way as a backup's."""
-    from supabackup_pipeline.core.snapshot import connect
-
     with connect(db_url) as conn:
         schemas = [r[0] for r in conn.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s) ORDER BY 1", (schemas,)).fetchall()]

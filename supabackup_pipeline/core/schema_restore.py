@@ -38,7 +38,7 @@ from supabackup_pipeline.core.errors import RestoreRefused, SupabackupError
 from supabackup_pipeline.core.live_schema import LiveObject, dependents, live_objects
 from supabackup_pipeline.core.pg_types import quote_ident
 from supabackup_pipeline.core.schema_catalog import SCHEMA_CATALOG, read_schema_catalog
-from supabackup_pipeline.core.schema_dump import GRANTS, SCHEMA_DUMP, Entry, compare_entries, read_entries
+from supabackup_pipeline.core.schema_dump import GRANTS, SCHEMA_DUMP, Entry, compare_entries
 
 Log = Callable[[str], None]
 _ENABLE = {"O": "ENABLE TRIGGER", "A": "ENABLE ALWAYS TRIGGER", "R": "ENABLE REPLICA TRIGGER", "D": "DISABLE TRIGGER"}
@@ -89,18 +89,17 @@ class SchemaPlan:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"changes": self.changes, "notes": self.notes,
+        return {"notes": self.notes,
                 "extensions_to_create": [e["name"] for e in self.missing_extensions],
                 "functions_replaced_in_place": [f.sql_name for f in self.kept_functions],
                 "partitions_dropped_with_their_table": [p.qualified for p in self.new_partitions]}
 
 
 # ------------------------------------------------------------------ plan
-def plan_schema_restore(conn: psycopg.Connection, root: Path, schemas: list[str], drop_new_tables: bool,
-                        live: list[Entry] | None = None) -> SchemaPlan:
+def plan_schema_restore(conn: psycopg.Connection, root: Path, entries: list[Entry], schemas: list[str],
+                        drop_new_tables: bool, live: list[Entry] | None = None) -> SchemaPlan:
     """Decide the whole schema phase from the live database, changing nothing; refuse (naming the
     objects) whatever could not be done without breaking something outside the rebuild."""
-    entries = read_entries(root / SCHEMA_DUMP)
     catalog = json.loads((root / SCHEMA_CATALOG).read_text())
     now = read_schema_catalog(conn, schemas)
     objects = live_objects(conn, schemas)
