@@ -8,6 +8,7 @@ from importlib.metadata import requires, version
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from processes import start_group, stop_group
 
@@ -88,6 +89,7 @@ def test_stack_up_env_down_through_the_cli(tmp_path):
     assert run("stack", "env").returncode == 1  # no stack running any more
 
 
+@pytest.mark.e2e
 def test_supabackup_dev_serves_the_dagster_ui_with_the_backup_job(tmp_path):
     import time
     import urllib.request
@@ -120,6 +122,7 @@ def test_supabackup_dev_serves_the_dagster_ui_with_the_backup_job(tmp_path):
         subprocess.run([sys.executable, "-m", "supabackup_pipeline", "stack", "down"], env=env, timeout=60)
 
 
+@pytest.mark.e2e
 def test_demo_backs_up_damages_rolls_back_and_verifies(tmp_path):
     env = {**os.environ, "SUPABACKUP_STACK_HOME": str(tmp_path / "stack"), "DAGSTER_HOME": str(tmp_path / "home"),
            "BACKUP_PATH": str(tmp_path / "backups")}

@@ -25,7 +25,9 @@ from supabackup_pipeline.checks.integrity import CHECK_NAME
 from supabackup_pipeline.operations import refresh_tables, rollback, run_backup
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, PROJECT_POOL
 
-DEPLOY_YAML = Path(__file__).resolve().parent.parent / "deploy" / "dagster.yaml"
+pytestmark = pytest.mark.e2e  # a running Dagster (webserver, daemon or instance database): left out of the fast subset
+
+DEPLOY_YAML = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
 COMPONENTS = ["database", "users"]
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 

@@ -18,7 +18,9 @@ import pytest
 from supabackup_pipeline.dev.postgres_cluster import free_port
 from processes import start_group, stop_group
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e  # a running Dagster (webserver, daemon or instance database): left out of the fast subset
+
+ROOT = Path(__file__).resolve().parents[2]
 BACKUP_ID = "20261127T120000Z"
 
 

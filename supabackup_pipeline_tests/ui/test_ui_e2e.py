@@ -41,6 +41,7 @@ from ui.dagster_ui import (  # noqa: E402
 )
 
 pytestmark = [
+    pytest.mark.e2e,
     pytest.mark.skipif(not os.path.exists(CHROMIUM),
                        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"),
     pytest.mark.timeout(300),
