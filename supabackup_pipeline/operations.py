@@ -11,9 +11,8 @@ from pathlib import Path
 import dagster as dg
 
 from supabackup_pipeline import settings
-from supabackup_pipeline.settings import COMPONENT_GROUPS, Tag, ensure_dagster_home
-from supabackup_pipeline.assets.keys import MANIFEST_KEY
-from supabackup_pipeline.core.backup_id import unique_backup_id, validate_backup_id
+from supabackup_pipeline.settings import Tag, ensure_dagster_home
+from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.catalog import list_tables
 from supabackup_pipeline.core.discovery_cache import update_catalog
 from supabackup_pipeline.core.parts import BackupStatus, Parts
@@ -22,7 +21,8 @@ from supabackup_pipeline.core.rollback_history import rollback_history
 from supabackup_pipeline.core.snapshot import connect, utc_now
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.core.verify import last_quick_check, last_verification, shown_status
-from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
+from supabackup_pipeline.jobs.backup import backup_selection
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, add_backup_partition
 from supabackup_pipeline.resources.supabase import check_db_url
 
 
@@ -93,19 +93,6 @@ def _execute(defs: dg.Definitions, name: str, run_config: dict | None = None, **
     return result
 
 
-
-
-def _selection(defs: dg.Definitions, components: list[str]) -> list[dg.AssetKey]:
-    """The backup assets of the chosen components (by asset group), plus the manifest."""
-    graph = defs.resolve_asset_graph()
-    groups = {COMPONENT_GROUPS[c] for c in components}
-    keys = {MANIFEST_KEY} | {
-        key for key in graph.get_all_asset_keys()
-        if graph.get(key).is_materializable and graph.get(key).group_name in groups
-    }
-    return sorted(keys, key=lambda k: k.to_user_string())
-
-
 def explain(cls_name: str, message: str) -> str:
     """A failure's message, naming the setting at fault when the cause is one."""
     lowered = message.lower()
@@ -144,13 +131,12 @@ def run_backup(description: str = "", components: list[str] | None = None,
     _check_env(components)
     instance = instance or _instance()
     store = _store(must_exist=False)
-    existing = set(instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME)) | set(store.backup_ids())
-    backup_id = unique_backup_id(existing)
-    instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
+    backup_id = add_backup_partition(instance, also_taken=store.backup_ids())
     defs = build_definitions(str(store.root))
     try:
         result = _execute(
-            defs, "backup_job", instance=instance, partition_key=backup_id, asset_selection=_selection(defs, components),
+            defs, "backup_job", instance=instance, partition_key=backup_id,
+            asset_selection=backup_selection(defs.resolve_asset_graph(), components),
             tags={Tag.DESCRIPTION: description, Tag.SOURCE: "cli", **(extra_tags or {})},
         )
     finally:  # failed or interrupted: nothing was published, so nothing may stay behind

@@ -149,7 +149,7 @@ def test_the_storage_stand_in_starts_with_a_secret_that_looks_like_an_option(sta
     from supabackup_pipeline.dev.postgres_cluster import free_port
     from supabackup_pipeline.dev.stack import service_role_key, start_storage_api
 
-    info = dataclasses.replace(stack, root=str(tmp_path), storage_port=free_port(), jwt_secret="-starts-with-a-dash")
+    info = dataclasses.replace(stack, root=str(tmp_path), storage_port=free_port(), jwt_secret="-starts-with-a-dash-and-is-32-bytes-or-more")
     info.storage_data_dir.mkdir(parents=True)
     proc = start_storage_api(info, tmp_path / "storage-api.log")
     try:

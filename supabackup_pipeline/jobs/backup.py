@@ -6,11 +6,22 @@ import os
 
 import dagster as dg
 
-from supabackup_pipeline.settings import BACKUP_GROUPS, Tag
-from supabackup_pipeline.core.backup_id import unique_backup_id
-from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
+from supabackup_pipeline.assets.keys import MANIFEST_KEY
+from supabackup_pipeline.partitions import add_backup_partition
+from supabackup_pipeline.settings import BACKUP_GROUPS, COMPONENT_GROUPS, Tag
 
 DEFAULT_BACKUP_CRON = "0 3 * * *"
+
+
+def backup_selection(asset_graph, components: list[str]) -> list[dg.AssetKey]:
+    """The backup assets of the chosen components (by asset group), plus the manifest: what a backup
+    of only some components (`--components`, or a rollback's safety backup) materializes."""
+    groups = {COMPONENT_GROUPS[c] for c in components}
+    keys = {MANIFEST_KEY} | {
+        key for key in asset_graph.get_all_asset_keys()
+        if asset_graph.get(key).is_materializable and asset_graph.get(key).group_name in groups
+    }
+    return sorted(keys, key=lambda k: k.to_user_string())
 
 # partitioned by backup ID: Dagster infers it from the selected assets
 backup_job = dg.define_asset_job(
@@ -29,7 +40,5 @@ backup_job = dg.define_asset_job(
 )
 def backup_schedule(context: dg.ScheduleEvaluationContext):
     # Schedules cannot return dynamic-partition requests in Dagster 1.13: add the partition here.
-    existing = set(context.instance.get_dynamic_partitions(BACKUP_PARTITIONS_NAME))
-    backup_id = unique_backup_id(existing, context.scheduled_execution_time)
-    context.instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
+    backup_id = add_backup_partition(context.instance, when=context.scheduled_execution_time)
     return dg.RunRequest(run_key=backup_id, partition_key=backup_id, tags={Tag.DESCRIPTION: "scheduled"})

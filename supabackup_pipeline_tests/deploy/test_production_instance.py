@@ -99,6 +99,13 @@ def _content(db_url: str) -> dict:
                 for t in ("public.customers", "public.orders", "auth.users")}
 
 
+def driver_of(storage) -> str:
+    """The database driver SQLAlchemy picks for the storage's URL (as dagster-postgres' engine does)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(storage.postgres_url).get_dialect().driver
+
+
 def test_the_deploy_config_loads_postgres_storage_queue_pools_and_monitoring(instance):
     from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
@@ -106,7 +113,7 @@ def test_the_deploy_config_loads_postgres_storage_queue_pools_and_monitoring(ins
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
-    assert instance.run_storage._engine.dialect.driver == "psycopg2"  # the driver dagster-postgres is written for
+    assert driver_of(instance.run_storage) == "psycopg2"  # the driver dagster-postgres is written for
     assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
     assert instance.event_log_storage.supports_global_concurrency_limits
 
@@ -295,7 +302,7 @@ def test_the_documented_url_form_loads_with_psycopg2(production_home, dagster_db
     monkeypatch.setenv("DAGSTER_PG_URL", dagster_db["url"].replace("postgresql://", "postgresql+psycopg2://"))
     inst = dg.DagsterInstance.get()
     try:
-        assert inst.run_storage._engine.dialect.driver == "psycopg2"
+        assert driver_of(inst.run_storage) == "psycopg2"
         assert inst.get_runs() == [] and inst.get_dynamic_partitions(BACKUP_PARTITIONS_NAME) == []
     finally:
         inst.dispose()

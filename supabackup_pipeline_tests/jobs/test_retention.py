@@ -143,7 +143,9 @@ def test_a_backup_taken_with_the_cli_triggers_the_prune_sensor(backup_env, tmp_p
 
 
 def _daemon_sensor_context(instance, defs, cursor=None):
-    """A sensor context as the daemon builds it: the sensor lives in a code location."""
+    """A sensor context as the daemon builds it: the sensor lives in a code location. Dagster's public
+    `build_sensor_context` has no code-location origin, and without one a run status sensor does not
+    filter runs by location at all, so the test could not fail: hence these internals."""
     from dagster._core.definitions.sensor_definition import SensorEvaluationContext
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin

@@ -125,46 +125,56 @@ def list_v2(ctx: Ctx, call: Call) -> JSONResponse:
     limit = max(1, min(_int(body.get("limit"), V2_MAX_LIMIT, "limit"), V2_MAX_LIMIT))
     delimiter = bool(body.get("with_delimiter"))
     sort_by = body.get("sortBy") or {}
-    order = _order(sort_by)
-    cmp = "<" if order == "desc" else ">"
     column = None if delimiter else {"updated_at": "updated_at", "created_at": "created_at"}.get(sort_by.get("column"))
     cursor = _decode_cursor(body.get("cursor"))
     params: dict[str, Any] = {"bucket": bucket_id, "prefix": prefix, "pattern": prefix + "%", "n": limit + 1}
+    if cursor:
+        params["after"], params["after_ts"] = cursor
+    sql = _v2_sql(prefix, delimiter, column, _order(sort_by), bool(cursor))
+    with ctx.pool.transaction() as conn:
+        rows = conn.execute(sql, params).fetchall()
+    result: dict[str, Any] = {"hasNext": len(rows) > limit, **_v2_page(rows[:limit], delimiter)}
+    if cursor is None:
+        result["objects"] += _injected_rows(ctx, bucket_id, prefix)
+    if result["hasNext"]:
+        last = rows[limit - 1]
+        result["nextCursor"] = _encode_cursor(last["name"], iso(last[column]) if column else None)
+    return JSONResponse(result)
 
+
+def _v2_sql(prefix: str, delimiter: bool, column: str | None, order: str, after_cursor: bool) -> str:
+    """One page of list v2: objects (or, with the delimiter, one level of folders and objects) in
+    byte order of the name, or by a date column with the name breaking ties; after the cursor."""
     if column:
         sort_key = f"(date_trunc('milliseconds', {column}), name COLLATE \"C\")"
         order_by = f"date_trunc('milliseconds', {column}) {order}, name COLLATE \"C\" {order}"
         after = "(%(after_ts)s::timestamptz, %(after)s)"
     else:
         sort_key, order_by, after = 'name COLLATE "C"', f'name COLLATE "C" {order}', "%(after)s"
-    if cursor:
-        params["after"], params["after_ts"] = cursor
-    cursor_filter = f"AND {sort_key} {cmp} {after}" if cursor else ""
-
+    cmp = "<" if order == "desc" else ">"
+    cursor_filter = f"AND {sort_key} {cmp} {after}" if after_cursor else ""
     if not delimiter:
         prefix_filter = "AND name LIKE %(pattern)s" if prefix else ""
-        sql = f"""SELECT id, name, metadata, updated_at, created_at, last_accessed_at FROM storage.objects
+        return f"""SELECT id, name, metadata, updated_at, created_at, last_accessed_at FROM storage.objects
                   WHERE bucket_id = %(bucket)s {prefix_filter} {cursor_filter} ORDER BY {order_by} LIMIT %(n)s"""
-    else:
-        sql = f"""
-            WITH matched AS (
-                SELECT *, substr(name, char_length(%(prefix)s) + 1) AS rest FROM storage.objects
-                WHERE bucket_id = %(bucket)s AND name LIKE %(pattern)s
-            ), entries AS (
-                SELECT DISTINCT %(prefix)s || split_part(rest, '/', 1) || '/' AS name, NULL::uuid AS id,
-                       NULL::jsonb AS metadata, NULL::timestamptz AS updated_at, NULL::timestamptz AS created_at,
-                       NULL::timestamptz AS last_accessed_at
-                FROM matched WHERE strpos(rest, '/') > 0
-                UNION ALL
-                SELECT name, id, metadata, updated_at, created_at, last_accessed_at FROM matched
-                WHERE strpos(rest, '/') = 0
-            )
-            SELECT * FROM entries WHERE true {cursor_filter} ORDER BY {order_by} LIMIT %(n)s"""
-    with ctx.pool.transaction() as conn:
-        rows = conn.execute(sql, params).fetchall()
+    return f"""
+        WITH matched AS (
+            SELECT *, substr(name, char_length(%(prefix)s) + 1) AS rest FROM storage.objects
+            WHERE bucket_id = %(bucket)s AND name LIKE %(pattern)s
+        ), entries AS (
+            SELECT DISTINCT %(prefix)s || split_part(rest, '/', 1) || '/' AS name, NULL::uuid AS id,
+                   NULL::jsonb AS metadata, NULL::timestamptz AS updated_at, NULL::timestamptz AS created_at,
+                   NULL::timestamptz AS last_accessed_at
+            FROM matched WHERE strpos(rest, '/') > 0
+            UNION ALL
+            SELECT name, id, metadata, updated_at, created_at, last_accessed_at FROM matched
+            WHERE strpos(rest, '/') = 0
+        )
+        SELECT * FROM entries WHERE true {cursor_filter} ORDER BY {order_by} LIMIT %(n)s"""
 
-    has_next = len(rows) > limit
-    rows = rows[:limit]
+
+def _v2_page(rows, delimiter: bool) -> dict[str, Any]:
+    """The page's `folders` (rows without an id) and `objects` (with a `key` when listing one level)."""
     folders, objects = [], []
     for row in rows:
         if row["id"] is None:
@@ -174,10 +184,4 @@ def list_v2(ctx: Ctx, call: Call) -> JSONResponse:
             if delimiter:
                 item["key"] = row["name"].rsplit("/", 1)[-1]
             objects.append(jsonable(item))
-    if cursor is None:
-        objects += _injected_rows(ctx, bucket_id, prefix)
-    result: dict[str, Any] = {"hasNext": has_next, "folders": folders, "objects": objects}
-    if has_next:
-        last = rows[-1]
-        result["nextCursor"] = _encode_cursor(last["name"], iso(last[column]) if column else None)
-    return JSONResponse(result)
+    return {"folders": folders, "objects": objects}
