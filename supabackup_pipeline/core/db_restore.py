@@ -27,6 +27,7 @@ from typing import Callable
 
 import psycopg
 
+from supabackup_pipeline.core.arrow_memory import use_lean_pool
 from supabackup_pipeline.core.catalog import TableRef, describe_table, list_tables, table_exists
 from supabackup_pipeline.core.ddl import column_sql, create_table_sql, foreign_key_sql
 from supabackup_pipeline.core.errors import RestoreRefused, SupabackupError
@@ -117,6 +118,7 @@ def plan_database_restore(
     into the existing tables and undoes their column drift.
     """
     conn.execute("SET jit = off")  # see _NO_JIT
+    use_lean_pool()
     parts = Parts.from_manifest(manifest)
     available = parts.table_dumps(components)
     schemas = parts.database.schemas if parts.database else []
@@ -303,6 +305,7 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
     """Carry out the plan in one transaction; returns per-table results (rows, checksums, seconds),
     the seconds of each phase and, after a schema rebuild, how the live schema compares with the
     backup's (`schema_differences`, empty when equal)."""
+    use_lean_pool()
     started = time.monotonic()
     results: list[dict] = []
     phases: dict[str, float] = {}
