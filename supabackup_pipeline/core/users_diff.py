@@ -51,6 +51,7 @@ def users_diff(conn: psycopg.Connection, parquet_path: Path) -> dict:
 
 
 def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Equal, with NULL equal to NULL (Arrow's `equal` gives NULL there)."""
     both_null = pc.and_(pc.is_null(a), pc.is_null(b))
     return pc.or_(both_null, pc.fill_null(pc.equal(a, b), False))
 
@@ -60,6 +61,7 @@ def _count(mask: pa.ChunkedArray) -> int:
 
 
 def _backed_users(parquet_path: Path) -> pa.Table:
+    """The compared columns of the backup, in the live query's forms (hex ids, microseconds)."""
     names = pq.read_schema(parquet_path).names
     overflow = OVERFLOW_PREFIX + "updated_at"
     columns = ["id", "encrypted_password", "email", "updated_at"] + ([overflow] if overflow in names else [])
@@ -75,6 +77,7 @@ def _backed_users(parquet_path: Path) -> pa.Table:
 
 
 def _live_users(conn: psycopg.Connection) -> pa.Table:
+    """The live users through one CSV COPY read by pyarrow (single-threaded: it is one small table)."""
     data = io.BytesIO()
     with conn.cursor().copy(_LIVE_SQL) as copy:
         for chunk in copy:
