@@ -43,6 +43,11 @@ from supabackup_pipeline.core.schema_dump import GRANTS, SCHEMA_DUMP, Entry, com
 Log = Callable[[str], None]
 _ENABLE = {"O": "ENABLE TRIGGER", "A": "ENABLE ALWAYS TRIGGER", "R": "ENABLE REPLICA TRIGGER", "D": "DISABLE TRIGGER"}
 _AUTHORIZATION = re.compile(r"^(SET|RESET) SESSION AUTHORIZATION.*$", re.M)
+_USING_GIN = re.compile(r"\bUSING gin\b")
+# GIN builds ran about twice as fast with 8 MB of maintenance_work_mem as with the default 64 MB
+# (the realistic benchmark's tsvector index over 20k long task bodies: 1.9 s against 4.2 s; 4 MB as
+# fast, 32 MB 2.5 s; over 120k bodies no gain and no loss), measured, the cause not pinned down.
+GIN_BUILD_MEMORY = "8MB"
 _RELATION_ENTRIES = {"TABLE", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "FOREIGN TABLE"}
 # pg_dump writes one grantee per statement: `GRANT … TO role;`, `REVOKE … FROM role;`
 _GRANTEE = re.compile(r'^(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES) .* (?:TO|FROM) ("(?:[^"]|"")*"|[^\s;"]+)'
@@ -369,10 +374,24 @@ def _run_entries(conn, plan: SchemaPlan, section: str) -> None:
         if not sql:
             continue
         try:
-            conn.execute(sql)
+            if entry.kind == "INDEX" and _USING_GIN.search(sql):
+                _build_gin_index(conn, sql)
+            else:
+                conn.execute(sql)
         except psycopg.Error as exc:
             raise SupabackupError(f"restoring {entry.kind.lower()} {entry.label} failed, nothing was changed:"
                                   f" {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _build_gin_index(conn, sql: str) -> None:
+    """A GIN index built with at most GIN_BUILD_MEMORY of maintenance_work_mem, then the setting put
+    back (both local to the transaction; any role may set it)."""
+    previous = conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0]
+    conn.execute("SELECT set_config('maintenance_work_mem', %s, true)"
+                 " WHERE pg_size_bytes(current_setting('maintenance_work_mem')) > pg_size_bytes(%s)",
+                 (GIN_BUILD_MEMORY, GIN_BUILD_MEMORY))
+    conn.execute(sql)
+    conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (previous,))
 
 
 def finish(conn: psycopg.Connection, plan: SchemaPlan, log: Log) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 import queue
+import threading
 from pathlib import Path
 
 import numpy as np
 import psycopg
-from psycopg.copy import QueuedLibpqWriter
+from psycopg.abc import Buffer
+from psycopg.copy import LibpqWriter
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -24,39 +26,64 @@ from supabackup_pipeline.core import copy_binary
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, quote_ident
 
-BATCH_ROWS = 64 * 1024
-QUEUED_CHUNKS = 256  # psycopg queues 128 kB chunks: 32 MB in flight, about three batches
+BATCH_BYTES = 8 << 20  # decoded Parquet bytes per batch: memory stays flat whatever the row width
+MAX_BATCH_ROWS = 64 * 1024  # narrow rows: more per batch only adds memory, not speed
+IN_FLIGHT = 2  # encoded batches queued for the writer thread, besides the one it is sending
+READ_BUFFER = 1 << 20  # Parquet column chunks are read through a buffer of this size, not whole
 
 
-class _WriterThread(QueuedLibpqWriter):
-    """psycopg's writer thread (it sends while the caller converts the next batch), with a shorter
-    queue than its default 1024 chunks, so memory stays flat when the conversion runs ahead."""
+class _WriterThread(LibpqWriter):
+    """Sends the COPY data from a thread of its own (psycopg's public `LibpqWriter.write`), so that
+    the next batch converts while the server reads this one; at most IN_FLIGHT batches wait."""
 
     def __init__(self, cursor: psycopg.Cursor):
         super().__init__(cursor)
-        self._queue = queue.Queue(maxsize=QUEUED_CHUNKS)  # pinned psycopg: see requirements.lock
+        self._waiting: queue.Queue = queue.Queue(maxsize=IN_FLIGHT)
+        self._sender: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    def _send(self) -> None:
+        try:
+            while (data := self._waiting.get()) is not None:
+                super().write(data)
+        except BaseException as exc:  # handed to the caller's next write() or finish()
+            self._failure = exc
+            while self._waiting.get() is not None:  # keep draining, or write() would block forever
+                pass
+
+    def write(self, data: Buffer) -> None:
+        if self._sender is None:  # started here, not in __init__: a COPY that fails to start needs none
+            self._sender = threading.Thread(target=self._send, name="copy-writer", daemon=True)
+            self._sender.start()
+        if self._failure is not None:
+            raise self._failure
+        self._waiting.put(data)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if self._sender is not None:
+            self._waiting.put(None)
+            self._sender.join()
+            self._sender = None
+        if self._failure is not None:
+            raise self._failure
+        super().finish(exc)
+
+
 _HEXDIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_HEX_PAIRS = np.stack([_HEXDIGITS[np.arange(256) >> 4], _HEXDIGITS[np.arange(256) & 0x0F]], axis=1)  # byte → 2 digits
+_HEX_PREFIX = pa.scalar(b"\\x", pa.large_binary())
 
 
 def binary_to_pg_hex(arr: pa.Array) -> pa.Array:
-    """binary → bytea's hex input form `\\x0aff…`, without a Python loop per value."""
+    """binary → bytea's hex input form `\\x0aff…`: every byte to its two digits by one table lookup,
+    then Arrow prepends `\\x` to each value (3 bytes of memory per byte, not ~30 with per-byte indexes)."""
     arr = pa.concat_arrays([arr]) if arr.offset else arr
     n = len(arr)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1).astype(np.int64)
-    base = offsets[0]
-    lengths = np.diff(offsets)
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[base:offsets[-1]] if arr.buffers()[2] else np.empty(0, np.uint8)
-    new_offsets = 2 * np.arange(n + 1, dtype=np.int64) + 2 * (offsets - base)
-    out = np.empty(int(new_offsets[-1]), dtype=np.uint8)
-    out[new_offsets[:-1]] = ord("\\")
-    out[new_offsets[:-1] + 1] = ord("x")
-    rows = np.repeat(np.arange(n), lengths)
-    pos = new_offsets[rows] + 2 + 2 * (np.arange(len(data)) - (offsets[rows] - base))
-    out[pos] = _HEXDIGITS[data >> 4]
-    out[pos + 1] = _HEXDIGITS[data & 0x0F]
-    return pa.Array.from_buffers(
-        pa.large_string(), n, [arr.buffers()[0], pa.py_buffer(new_offsets), pa.py_buffer(out)], arr.null_count
-    )
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]] if arr.buffers()[2] else np.empty(0, np.uint8)
+    digits = pa.Array.from_buffers(pa.large_binary(), n, [arr.buffers()[0], pa.py_buffer(2 * (offsets - offsets[0])),
+                                                         pa.py_buffer(_HEX_PAIRS[data])], arr.null_count)
+    return pc.binary_join_element_wise(_HEX_PREFIX, digits, pa.scalar(b"", pa.large_binary())).cast(pa.large_string())
 
 
 def uuid_to_pg_text(arr: pa.Array) -> pa.Array:
@@ -194,29 +221,49 @@ def load_table(conn: psycopg.Connection, parquet_path: Path, sidecar: dict, targ
     columns = [c["name"] for c in sidecar["columns"] if not c.get("generated")]
     if not columns:
         return _insert_default_rows(conn, target, sidecar["row_count"])
-    rows = 0
-    parquet = pq.ParquetFile(parquet_path, pre_buffer=False)  # pre_buffer=True would read the whole file
+    parquet = pq.ParquetFile(parquet_path, buffer_size=READ_BUFFER)
     encoders = _binary_encoders(parquet, sidecar, columns)
+    read = columns if encoders else parquet.schema_arrow.names  # CSV also needs the overflow columns
+    batches = parquet.iter_batches(batch_size=batch_rows(parquet, read), columns=read)
     column_list = ", ".join(quote_ident(c) for c in columns)
     cursor = conn.cursor()
-    # The writer thread sends one batch while this one converts the next: the server, not the
-    # conversion, then sets the pace.
+    rows = 0
     with cursor.copy(f"COPY {target.sql} ({column_list}) FROM STDIN (FORMAT {'binary' if encoders else 'csv'})",
                      writer=_WriterThread(cursor)) as copy:
         if encoders:
             copy.write(copy_binary.SIGNATURE)
-            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-                copy.write(memoryview(copy_binary.encode_rows(batch.columns, encoders)))
-                rows += batch.num_rows
+        for batch in batches:
+            copy.write(_encoded(batch, columns, encoders))
+            rows += batch.num_rows
+        if encoders:
             copy.write(copy_binary.TRAILER)
-        else:
-            for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
-                buffer = io.BytesIO()
-                pacsv.write_csv(text_batch(batch, columns), buffer,
-                                write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-                copy.write(buffer.getbuffer())
-                rows += batch.num_rows
     return rows
+
+
+def _encoded(batch: pa.RecordBatch, columns: list[str], encoders: list | None) -> Buffer:
+    """One batch as COPY data: binary rows with `encoders`, else CSV of the Postgres text forms."""
+    if encoders:
+        return memoryview(copy_binary.encode_rows(batch.columns, encoders))
+    buffer = io.BytesIO()
+    pacsv.write_csv(text_batch(batch, columns), buffer,
+                    write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return buffer.getbuffer()
+
+
+def batch_rows(parquet: pq.ParquetFile, columns: list[str]) -> int:
+    """Rows per batch so that a batch holds about BATCH_BYTES of decoded values, sized by the widest
+    row group (Parquet records each column chunk's uncompressed size): a table of 64 KB blobs goes
+    ~128 rows at a time, a narrow one MAX_BATCH_ROWS."""
+    meta = parquet.metadata
+    names = parquet.schema_arrow.names
+    wanted = {i for i, leaf in enumerate(parquet.schema) if leaf.path.split(".")[0] in set(columns) & set(names)}
+    widest = 0.0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        if group.num_rows:
+            size = sum(group.column(i).total_uncompressed_size for i in wanted)
+            widest = max(widest, size / group.num_rows)
+    return int(max(1, min(MAX_BATCH_ROWS, BATCH_BYTES // max(widest, 1.0))))
 
 
 def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str]) -> list | None:
@@ -228,7 +275,7 @@ def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str])
         return None
     overflow = [OVERFLOW_PREFIX + c for c in columns if OVERFLOW_PREFIX + c in parquet.schema_arrow.names]
     if overflow and any(batch.column(i).null_count < batch.num_rows
-                        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=overflow)
+                        for batch in parquet.iter_batches(batch_size=batch_rows(parquet, overflow), columns=overflow)
                         for i in range(batch.num_columns)):
         return None
     return encoders

@@ -6,12 +6,14 @@ load as binary COPY are also loaded as CSV (the `copy_format` fixture), so both 
 """
 
 import json
+import threading
 import random
 import struct
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -358,3 +360,47 @@ def test_numbers_json_and_text_keep_their_exact_form(project_db_url, db, tmp_pat
     dump_and_reload(project_db_url, db, tmp_path, "exact")
     assert rows_as_text(db, "exact_copy") == rows_as_text(db, "exact")
     assert copy_format.used == [copy_format.name]
+
+
+def test_batches_bounded_by_bytes_keep_a_blob_table_lossless(project_db_url, db, tmp_path, copy_format, monkeypatch):
+    """Blobs of 1-200 KB next to a composite (CSV) or plain (binary) column: each load batch holds
+    about BATCH_BYTES, so a wide table goes a few rows at a time, and every byte still comes back."""
+    monkeypatch.setattr(table_load, "BATCH_BYTES", 256 << 10)
+    db.execute("""
+        CREATE TYPE public.pair AS (a int, b text);
+        CREATE TABLE public.blobs (id int PRIMARY KEY, note text, blob bytea, p public.pair);
+        INSERT INTO public.blobs SELECT g, 'row ' || g,
+               CASE WHEN g % 9 = 0 THEN NULL ELSE decode(repeat(md5(g::text), 1 + (g * 7919) % 6250), 'hex') END,
+               CASE WHEN g % 2 = 0 THEN ROW(g, 'x,"y"')::public.pair END
+        FROM generate_series(1, 120) g;
+        CREATE TABLE public.plain AS SELECT id, note, blob FROM public.blobs;
+    """)
+    for table in ("blobs", "plain"):
+        original = db.execute(f"SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.{table} t").fetchone()[0]
+        (tmp_path / table).mkdir()
+        _, parquet = dump_and_reload(project_db_url, db, tmp_path / table, table)
+        per_batch = table_load.batch_rows(pq.ParquetFile(tmp_path / table / f"public.{table}.parquet"),
+                                          parquet.column_names)
+        assert 1 <= per_batch < 30  # ~100 KB a row on average: a handful of rows per batch, not 64k
+        copied = db.execute(f"SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.{table}_copy t").fetchone()[0]
+        assert copied == original
+    assert copy_format.used == ["csv", copy_format.name]
+
+
+def test_a_load_the_server_rejects_midway_raises_and_leaves_no_row_and_no_thread(project_db_url, db, tmp_path,
+                                                                              monkeypatch):
+    """The writer thread's error (here a CHECK failing in a late batch) reaches the caller, the
+    transaction rolls back whole, and the writer thread is gone."""
+    monkeypatch.setattr(table_load, "MAX_BATCH_ROWS", 500)
+    db.execute("CREATE TABLE public.items (id int, name text); INSERT INTO public.items"
+               " SELECT g, 'n' || g FROM generate_series(1, 20000) g")
+    with open_snapshot(project_db_url) as snap, snap.worker() as conn:
+        dump = dump_table(snap, conn, TableRef("public", "items"), tmp_path)
+    sidecar = json.loads((tmp_path / dump.sidecar_file).read_text())
+    db.execute("CREATE TABLE public.items_copy (id int CHECK (id <> 19000), name text)")
+    threads = threading.active_count()
+    with pytest.raises(psycopg.errors.CheckViolation):
+        with connect(project_db_url) as conn, conn.transaction():
+            load_table(conn, tmp_path / dump.parquet_file, sidecar, TableRef("public", "items_copy"))
+    assert db.execute("SELECT count(*) FROM public.items_copy").fetchone()[0] == 0
+    assert threading.active_count() == threads
