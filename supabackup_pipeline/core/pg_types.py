@@ -61,7 +61,11 @@ class Column:
 
 @dataclass(frozen=True)
 class Codec:
-    """How one column travels: SQL expressions for COPY, the CSV parse type, the Parquet type."""
+    """How one column travels: SQL expressions for COPY, the CSV parse type, the Parquet type.
+
+    A dump reads binary COPY (`binary_sql`, decoded by `copy_read`); the CSV form (`select_sql`,
+    `csv_type`, `convert`) is what format-1 backups read and recorded the digest of.
+    """
 
     kind: str  # "native" or "text"
     arrow_type: pa.DataType
@@ -69,6 +73,16 @@ class Codec:
     select_sql: str  # {c} is the quoted column name
     overflow_sql: str | None = None
     convert: Callable[[pa.Array], pa.Array] | None = None
+    binary_sql: str | None = None  # None: the same as select_sql
+
+    @property
+    def wire_type(self) -> pa.DataType:
+        """The Arrow type binary COPY's field decodes to: arrays travel as their text form."""
+        return pa.string() if pa.types.is_list(self.arrow_type) else self.arrow_type
+
+    @property
+    def binary_convert(self) -> Callable[[pa.Array], pa.Array] | None:
+        return self.convert if pa.types.is_list(self.arrow_type) else None
 
 
 # ------------------------------------------------------------------ vectorized conversions
@@ -136,7 +150,7 @@ def _mask(arr: pa.Array) -> np.ndarray:
     return unpack_bits(values, arr.offset, len(arr), False) & unpack_bits(validity, arr.offset, len(arr), True)
 
 
-def _validity(mask: np.ndarray) -> pa.Buffer | None:
+def validity_bitmap(mask: np.ndarray) -> pa.Buffer | None:
     return None if mask.all() else pa.py_buffer(np.packbits(mask, bitorder="little"))
 
 
@@ -224,7 +238,7 @@ def _array_elements(arr: pa.Array, rows: np.ndarray) -> tuple[pa.Array, np.ndarr
     if len(chars) != value_offsets[-1]:
         raise ValueError("malformed array from the server")
     values = pa.Array.from_buffers(
-        pa.string(), len(e_start), [_validity(~is_null), pa.py_buffer(value_offsets), pa.py_buffer(chars)]
+        pa.string(), len(e_start), [validity_bitmap(~is_null), pa.py_buffer(value_offsets), pa.py_buffer(chars)]
     )
     np.cumsum(counts, out=list_offsets[1:])
     return values, list_offsets
@@ -283,7 +297,7 @@ def _pg_array_list(value_type: pa.DataType) -> Callable[[pa.Array], pa.Array]:
                 rows &= np.bincount(owner[special], minlength=n) == 0
                 values, list_offsets = _array_elements(arr, rows)
                 typed_values = _typed_elements(values, value_type)
-        return pa.Array.from_buffers(list_type, n, [_validity(rows), pa.py_buffer(list_offsets)], children=[typed_values])
+        return pa.Array.from_buffers(list_type, n, [validity_bitmap(rows), pa.py_buffer(list_offsets)], children=[typed_values])
 
     return convert
 
@@ -298,7 +312,7 @@ _TEXT = Codec("text", pa.string(), pa.string(), "{c}::text")
 # selecting the column itself gives the same text without the extra textin per value (measured:
 # jsonb::text costs the server ~20% more per value than jsonb). Types with a cast function to text (inet, cidr, "char",
 # an extension's type) keep `::text`, so fingerprints of earlier backups stay comparable.
-_TEXT_OUTPUT = Codec("text", pa.string(), pa.string(), "{c}")
+_TEXT_OUTPUT = Codec("text", pa.string(), pa.string(), "{c}", binary_sql="{c}::text")
 _OUTPUT_IS_TEXT = {
     "numeric", "json", "jsonb", "interval", "timetz", "tsvector", "tsquery", "bit", "varbit",
     "macaddr", "macaddr8", "point", "line", "lseg", "box", "path", "polygon", "circle",
@@ -311,15 +325,16 @@ _SIMPLE = {
     "int4": Codec("native", pa.int32(), pa.int32(), "{c}"),
     "int8": Codec("native", pa.int64(), pa.int64(), "{c}"),
     # float4 → float8 is exact; parsing float8 text then narrowing avoids double rounding.
-    "float4": Codec("native", pa.float32(), pa.float64(), "{c}::float8", convert=_to_float32),
+    "float4": Codec("native", pa.float32(), pa.float64(), "{c}::float8", convert=_to_float32, binary_sql="{c}"),
     "float8": Codec("native", pa.float64(), pa.float64(), "{c}"),
     "bool": Codec("native", pa.bool_(), pa.bool_(), "{c}"),
     "text": Codec("native", pa.string(), pa.string(), "{c}"),
     "varchar": Codec("native", pa.string(), pa.string(), "{c}"),
     "bpchar": Codec("native", pa.string(), pa.string(), "{c}"),
     "name": Codec("native", pa.string(), pa.string(), "{c}::text"),
-    "bytea": Codec("native", pa.binary(), pa.string(), "encode({c}, 'hex')", convert=hex_to_binary),
-    "uuid": Codec("native", pa.uuid(), pa.string(), "encode(uuid_send({c}), 'hex')", convert=hex_to_uuid),
+    "bytea": Codec("native", pa.binary(), pa.string(), "encode({c}, 'hex')", convert=hex_to_binary, binary_sql="{c}"),
+    "uuid": Codec("native", pa.uuid(), pa.string(), "encode(uuid_send({c}), 'hex')", convert=hex_to_uuid,
+                  binary_sql="{c}"),
     # money's text form depends on lc_monetary; its numeric form does not.
     "money": Codec("text", pa.string(), pa.string(), "{c}::numeric::text"),
 }
@@ -363,7 +378,7 @@ def _list_codec(element: str) -> Codec:
     return Codec(
         "native", pa.list_(value_type), pa.string(), "{c}",
         overflow_sql=f"CASE WHEN {other} THEN {{c}}::text END",
-        convert=_pg_array_list(value_type),
+        convert=_pg_array_list(value_type), binary_sql="{c}::text",
     )
 
 
@@ -379,8 +394,8 @@ def codec_for(column: Column) -> Codec:
     return _TEXT
 
 
-def select_expressions(columns: list[Column]) -> tuple[list[str], list[tuple[str, pa.DataType]]]:
-    """SQL select-list items and the (parquet name, CSV type) of each CSV field, in order.
+def select_expressions(columns: list[Column], binary: bool = False) -> tuple[list[str], list[tuple[str, pa.DataType]]]:
+    """SQL select-list items and the (parquet name, CSV or binary wire type) of each field, in order.
 
     Overflow columns come right after their column, named OVERFLOW_PREFIX + column name.
     """
@@ -388,24 +403,25 @@ def select_expressions(columns: list[Column]) -> tuple[list[str], list[tuple[str
     for column in columns:
         codec = codec_for(column)
         c = quote_ident(column.name)
-        exprs.append(codec.select_sql.format(c=c))
-        fields.append((column.name, codec.csv_type))
+        exprs.append(((binary and codec.binary_sql) or codec.select_sql).format(c=c))
+        fields.append((column.name, codec.wire_type if binary else codec.csv_type))
         if codec.overflow_sql:
             exprs.append(codec.overflow_sql.format(c=c))
             fields.append((OVERFLOW_PREFIX + column.name, pa.string()))
     return exprs, fields
 
 
-def convert_batch(columns: list[Column], batch: pa.RecordBatch) -> list[pa.Array]:
-    """A batch of the CSV fields `select_expressions(columns)` lists → the Parquet columns, in the
-    same order (each column, then its overflow column if it has one), conversions applied."""
+def convert_batch(columns: list[Column], fields: list[pa.Array], binary: bool = False) -> list[pa.Array]:
+    """The fields `select_expressions(columns, binary)` lists → the Parquet columns, in the same
+    order (each column, then its overflow column if it has one), conversions applied."""
     out, i = [], 0
     for column in columns:
         codec = codec_for(column)
-        value = batch.column(i)
-        out.append(codec.convert(value) if codec.convert else value)
+        value = fields[i]
+        convert = codec.binary_convert if binary else codec.convert
+        out.append(convert(value) if convert else value)
         i += 1
         if codec.overflow_sql:
-            out.append(batch.column(i))
+            out.append(fields[i])
             i += 1
     return out
