@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from supabackup_pipeline.core.pg_types import validity_bitmap
 
-_MARKER = b"\xffSBKP\xffRW"
+_MARKER = b"SBKP\x13\x37RW"
 MARKER_SQL = f"{int.from_bytes(_MARKER, 'big', signed=True)}::int8"
 _HEADER = b"PGCOPY\n\xff\r\n\x00"
 _TRAILER = b"\xff\xff"
@@ -87,11 +87,14 @@ def _candidates(buf: np.ndarray, signature: bytes) -> np.ndarray:
     size = len(signature)
     if len(buf) < size:
         return np.empty(0, np.int64)
-    # the marker's first byte (0xFF) at offset 6: never in UTF-8 text, rare elsewhere
-    hits = np.flatnonzero(buf[6:len(buf) - size + 7] == signature[6])
+    # the marker's length's last byte and the marker's first, `\x08S`: rare in text (a backspace)
+    # and in binary fields (an 8-byte field whose value starts with 0x53: no timestamp, small or
+    # negative integer, or float below 1e90)
+    end = len(buf) - size + 7
+    hits = np.flatnonzero((buf[6:end] == signature[6]) & (buf[5:end - 1] == signature[5]))
     if not len(hits):
         return hits
-    window = buf[hits[:, None] + np.arange(size)]
+    window = _windows(buf, size)[hits]
     return hits[(window == np.frombuffer(signature, np.uint8)).all(axis=1)]
 
 
@@ -101,13 +104,22 @@ def _walk(buf: np.ndarray, starts: np.ndarray, nfields: int):
     fstarts = np.empty((nfields, n), np.int64)
     flens = np.empty((nfields, n), np.int32)
     pos = starts + 2
-    last = max(len(buf) - 4, 0)
+    if len(buf) < 4:
+        return fstarts, flens, pos
+    words = _windows(buf, 4)
+    last = len(words) - 1
     for j in range(nfields):
-        length = buf[np.minimum(pos, last)[:, None] + np.arange(4)].view(">i4").ravel()
+        length = words[np.minimum(pos, last)].view(">i4").ravel()
         fstarts[j] = pos + 4
         flens[j] = length
         pos = pos + 4 + np.maximum(length, 0)
     return fstarts, flens, pos
+
+
+def _windows(buf: np.ndarray, width: int) -> np.ndarray:
+    """Every `width` consecutive bytes of buf (a view, no copy): `_windows(buf, 4)[positions]`
+    gathers the 4 bytes at each position in one indexing step."""
+    return np.lib.stride_tricks.sliding_window_view(buf, width)
 
 
 def _chain(starts: np.ndarray, ends: np.ndarray, limit: int) -> list[int]:
@@ -142,7 +154,7 @@ def _decode(buf: np.ndarray, data: bytes, fstart: np.ndarray, flen: np.ndarray, 
     width, wire = _FIXED[arrow_type]
     if (flen[valid] != width).any():
         raise ValueError(f"unexpected field length for {arrow_type} in binary COPY")
-    raw = buf[np.where(valid, fstart, 0)[:, None] + np.arange(width)]
+    raw = _windows(buf, width)[np.where(valid, fstart, 0)]
     if arrow_type == pa.uuid():
         storage = pa.Array.from_buffers(pa.binary(16), n, [validity, pa.py_buffer(raw)])
         return pa.ExtensionArray.from_storage(pa.uuid(), storage)

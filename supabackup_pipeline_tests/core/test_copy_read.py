@@ -18,7 +18,7 @@ TYPES = [pa.int64(), pa.int16(), pa.binary(), pa.string(), pa.timestamp("us", tz
 NAMES = [c.split()[0] for c in COLUMNS.split(", ")]
 # What every row of this COPY starts with: its field count (the marker and 12 columns), the marker's
 # length and the marker. A value holding exactly these bytes must not be taken for a row start.
-SIGNATURE = "\\x000d00000008ff53424b50ff5257"
+SIGNATURE = "\\x000d00000008" + b"SBKP\x13\x37RW".hex()
 
 
 @pytest.fixture
