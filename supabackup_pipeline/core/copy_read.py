@@ -52,10 +52,9 @@ def read_chunks(stream: IO[bytes], types: list[pa.DataType], chunk: int = CHUNK_
             if data[-2:] != _TRAILER:
                 raise ValueError("binary COPY stream ended early")
             data = data[:-2]
-        buf = np.frombuffer(data, dtype=np.uint8)
-        starts, fields, rest = _rows(buf, signature, len(types) + 1, complete=not more)
+        starts, fields, rest = _rows(data, signature, len(types) + 1, complete=not more)
         if len(starts):
-            yield [_decode(buf, data, fields[0][j + 1], fields[1][j + 1], t) for j, t in enumerate(types)]
+            yield [_decode(data, fields[0][j + 1], fields[1][j + 1], t) for j, t in enumerate(types)]
         pending = data[rest:]
         if not more:
             if pending:
@@ -63,11 +62,11 @@ def read_chunks(stream: IO[bytes], types: list[pa.DataType], chunk: int = CHUNK_
             return
 
 
-def _rows(buf: np.ndarray, signature: bytes, nfields: int, complete: bool):
+def _rows(data: bytes, signature: bytes, nfields: int, complete: bool):
     """(row starts, (field starts, field lengths) per field, where the unread rest begins)."""
-    starts = _candidates(buf, signature)
-    fstarts, flens, ends = _walk(buf, starts, nfields)
-    limit = len(buf)
+    starts = _candidates(data, np.frombuffer(data, np.uint8), signature)
+    fstarts, flens, ends = _walk(data, starts, nfields)
+    limit = len(data)
     consistent = len(starts) > 0 and starts[0] == 0 and (ends[:-1] == starts[1:]).all()
     if consistent and complete and ends[-1] != limit:
         consistent = False
@@ -82,44 +81,47 @@ def _rows(buf: np.ndarray, signature: bytes, nfields: int, complete: bool):
     return starts, (fstarts, flens), limit
 
 
-def _candidates(buf: np.ndarray, signature: bytes) -> np.ndarray:
+def _candidates(data: bytes, buf: np.ndarray, signature: bytes) -> np.ndarray:
     """Positions where the row signature (field count, marker length, marker) occurs."""
     size = len(signature)
     if len(buf) < size:
         return np.empty(0, np.int64)
-    # the marker's length's last byte and the marker's first, `\x08S`: rare in text (a backspace)
-    # and in binary fields (an 8-byte field whose value starts with 0x53: no timestamp, small or
-    # negative integer, or float below 1e90)
-    end = len(buf) - size + 7
-    hits = np.flatnonzero((buf[6:end] == signature[6]) & (buf[5:end - 1] == signature[5]))
-    if not len(hits):
-        return hits
-    window = _windows(buf, size)[hits]
+    # Four bytes, the marker length's last and the marker's first three (`\x08SBK`), compared as
+    # one 32-bit word at each of the 4 alignments: one pass over the chunk. Rare in text (a
+    # backspace) and in binary fields (an 8-byte value starting with `SBK`).
+    probe = int.from_bytes(signature[5:9], "little")
+    found = [np.flatnonzero(np.frombuffer(data, "<u4", count=(len(data) - k) // 4, offset=k) == probe) * 4 + k
+             for k in range(min(4, len(data) - 3))]
+    hits = np.sort(np.concatenate(found)) - 5
+    hits = hits[(hits >= 0) & (hits <= len(buf) - size)]
+    window = np.lib.stride_tricks.sliding_window_view(buf, size)[hits]
     return hits[(window == np.frombuffer(signature, np.uint8)).all(axis=1)]
 
 
-def _walk(buf: np.ndarray, starts: np.ndarray, nfields: int):
+def _walk(data: bytes, starts: np.ndarray, nfields: int):
     """Field starts and lengths (nfields × rows) and row ends, for every row start at once."""
     n = len(starts)
     fstarts = np.empty((nfields, n), np.int64)
     flens = np.empty((nfields, n), np.int32)
     pos = starts + 2
-    if len(buf) < 4:
+    if len(data) < 4:
         return fstarts, flens, pos
-    words = _windows(buf, 4)
+    words = _at_every_byte(data, 4)
     last = len(words) - 1
     for j in range(nfields):
-        length = words[np.minimum(pos, last)].view(">i4").ravel()
+        length = words[np.minimum(pos, last)].byteswap()
         fstarts[j] = pos + 4
         flens[j] = length
         pos = pos + 4 + np.maximum(length, 0)
     return fstarts, flens, pos
 
 
-def _windows(buf: np.ndarray, width: int) -> np.ndarray:
-    """Every `width` consecutive bytes of buf (a view, no copy): `_windows(buf, 4)[positions]`
-    gathers the 4 bytes at each position in one indexing step."""
-    return np.lib.stride_tricks.sliding_window_view(buf, width)
+def _at_every_byte(data: bytes, width: int) -> np.ndarray:
+    """The `width`-byte integer starting at every byte offset of data (a view, no copy; native byte
+    order, so `.byteswap()` a gathered result to read network order): `_at_every_byte(data, 4)[p]`
+    gathers the 4 bytes at each position p in one indexing step."""
+    words = np.frombuffer(data, f"<i{width}", count=len(data) // width)
+    return np.lib.stride_tricks.as_strided(words, shape=(len(data) - width + 1,), strides=(1,), writeable=False)
 
 
 def _chain(starts: np.ndarray, ends: np.ndarray, limit: int) -> list[int]:
@@ -135,32 +137,33 @@ def _chain(starts: np.ndarray, ends: np.ndarray, limit: int) -> list[int]:
     return chosen
 
 
-_FIXED = {  # Arrow type id → (wire width, big-endian wire dtype)
-    pa.int16(): (2, ">i2"), pa.int32(): (4, ">i4"), pa.int64(): (8, ">i8"),
-    pa.float32(): (4, ">u4"), pa.float64(): (8, ">u8"), pa.bool_(): (1, "u1"),
-    pa.date32(): (4, ">i4"), pa.timestamp("us"): (8, ">i8"), pa.timestamp("us", tz="UTC"): (8, ">i8"),
-    pa.time64("us"): (8, ">i8"), pa.uuid(): (16, None),
+_FIXED = {  # Arrow type → wire width
+    pa.int16(): 2, pa.int32(): 4, pa.int64(): 8, pa.float32(): 4, pa.float64(): 8, pa.bool_(): 1,
+    pa.date32(): 4, pa.timestamp("us"): 8, pa.timestamp("us", tz="UTC"): 8, pa.time64("us"): 8, pa.uuid(): 16,
 }
-_NATIVE = {pa.float32(): np.uint32, pa.float64(): np.uint64}  # floats as their bits: NaN payloads kept
 
 
-def _decode(buf: np.ndarray, data: bytes, fstart: np.ndarray, flen: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+def _decode(data: bytes, fstart: np.ndarray, flen: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
     """One column of a chunk: the fields at `fstart` (length `flen`, -1 for NULL) as `arrow_type`."""
     valid = flen >= 0
     validity = validity_bitmap(valid)
     n = len(flen)
     if arrow_type in (pa.string(), pa.binary()):
         return _variable(data, fstart, np.maximum(flen, 0), validity, arrow_type)
-    width, wire = _FIXED[arrow_type]
+    width = _FIXED[arrow_type]
     if (flen[valid] != width).any():
         raise ValueError(f"unexpected field length for {arrow_type} in binary COPY")
-    raw = _windows(buf, width)[np.where(valid, fstart, 0)]
-    if arrow_type == pa.uuid():
+    where = np.where(valid, fstart, 0)
+    if arrow_type == pa.uuid():  # 16 bytes as they are: two 8-byte gathers side by side
+        raw = np.empty((n, 2), np.int64)
+        raw[:, 0] = _at_every_byte(data, 8)[where]
+        raw[:, 1] = _at_every_byte(data, 8)[where + 8]
         storage = pa.Array.from_buffers(pa.binary(16), n, [validity, pa.py_buffer(raw)])
         return pa.ExtensionArray.from_storage(pa.uuid(), storage)
     if arrow_type == pa.bool_():
-        return pa.Array.from_buffers(arrow_type, n, [validity, pa.py_buffer(np.packbits(raw[:, 0] != 0, bitorder="little"))])
-    values = raw.view(wire).ravel().astype(_NATIVE.get(arrow_type, wire[1:]))
+        bits = np.packbits(np.frombuffer(data, np.uint8)[where] != 0, bitorder="little")
+        return pa.Array.from_buffers(arrow_type, n, [validity, pa.py_buffer(bits)])
+    values = _at_every_byte(data, width)[where].byteswap()  # floats too, as their bits: NaN payloads kept
     if arrow_type == pa.date32():
         values += _PG_EPOCH_DAYS
     elif pa.types.is_timestamp(arrow_type):
