@@ -138,13 +138,13 @@ def _dump_parallel(snap: Snapshot, jobs: list[tuple[TableRef, Path]], workers: i
 
     def work(queue: list[tuple[TableRef, Path]]) -> list[TableDump]:
         out = []
-        with snap.worker() as conn:
+        with snap.worker() as conn, snap.copy_session() as copier:
             while True:
                 try:
                     ref, folder = queue.pop(0)
                 except IndexError:
                     return out
-                dump = dump_table(snap, conn, ref, folder)
+                dump = dump_table(copier, conn, ref, folder)
                 out.append(dump)
                 done.append(dump)
                 log(f"[{len(done)}/{total}] {ref.qualified}: {dump.rows} rows, {dump.parquet_bytes} bytes,"

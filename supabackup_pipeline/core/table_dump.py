@@ -20,7 +20,7 @@ from supabackup_pipeline.core.catalog import TableDescription, TableRef, describ
 from supabackup_pipeline.core.copy_read import MARKER_SQL, read_chunks
 from supabackup_pipeline.core.files import HashingReader, HashingWriter, open_private, write_json
 from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, Column, codec_for, convert_batch, select_expressions
-from supabackup_pipeline.core.snapshot import Snapshot
+from supabackup_pipeline.core.snapshot import CopySession, Snapshot
 
 # Each chunk of COPY data (copy_read.CHUNK_BYTES) becomes one batch and one Parquet row group
 # (ParquetWriter.write_batch closes a row group per call; PARQUET_ROW_GROUP only caps it).
@@ -103,8 +103,9 @@ def parquet_writer(sink, schema: pa.Schema) -> pq.ParquetWriter:
     )
 
 
-def dump_table(snapshot: Snapshot, conn: psycopg.Connection, ref: TableRef, out_dir: Path) -> TableDump:
-    """Write the table's rows and description into out_dir; `conn` is a worker of `snapshot`."""
+def dump_table(snapshot: Snapshot | CopySession, conn: psycopg.Connection, ref: TableRef, out_dir: Path) -> TableDump:
+    """Write the table's rows and description into out_dir; `conn` is a worker of `snapshot` (or
+    of the snapshot of the worker's psql `CopySession`)."""
     started = time.monotonic()
     description = describe_table(conn, ref)
     stem = safe_file_stem(ref)
@@ -144,7 +145,7 @@ def copy_select_sql(columns: list[Column], ref: TableRef, format_version: int = 
 
 
 def _write_parquet(
-    snapshot: Snapshot, conn: psycopg.Connection, description: TableDescription, schema: pa.Schema, path: Path
+    snapshot: Snapshot | CopySession, conn: psycopg.Connection, description: TableDescription, schema: pa.Schema, path: Path
 ) -> tuple[int, int, str, str | None]:
     """(rows, Parquet size, Parquet SHA-256, SHA-256 of the COPY stream read)."""
     exprs, _ = select_expressions(description.columns)

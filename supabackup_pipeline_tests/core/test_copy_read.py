@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from supabackup_pipeline.core.copy_read import MARKER_SQL, read_chunks
-from supabackup_pipeline.core.snapshot import connect
+from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.snapshot import connect, open_snapshot
 
 COLUMNS = "id int8, small int2, b bytea, t text, ts timestamptz, tsl timestamp, d date, tm time, u uuid, f4 real, f8 float8, ok bool"
 TYPES = [pa.int64(), pa.int16(), pa.binary(), pa.string(), pa.timestamp("us", tz="UTC"), pa.timestamp("us"),
@@ -92,3 +93,19 @@ def test_a_stream_cut_short_is_an_error_not_fewer_rows(conn):
     for cut in (len(data) - 1, len(data) // 2, 15):
         with pytest.raises(ValueError, match="ended early|malformed"):
             _decoded(data[:cut], 1000)
+
+
+def test_one_psql_session_runs_many_copies_in_the_snapshot_and_reports_a_failed_one(conn, project_db_url):
+    """A worker's psql session reads table after table, all in the snapshot (rows added after it
+    was taken are not seen), and a COPY the server refuses fails with the server's message."""
+    _fill(conn)
+    copy = f"COPY (SELECT {MARKER_SQL}, * FROM public.copy_read ORDER BY id) TO STDOUT (FORMAT binary)"
+    with open_snapshot(project_db_url) as snap, snap.copy_session() as session:
+        conn.execute("INSERT INTO public.copy_read (id) VALUES (5000)")
+        for _ in range(2):
+            with session.copy_out(copy) as stream:
+                ids = [i for arrays in read_chunks(stream, TYPES) for i in arrays[0].to_pylist()]
+            assert ids == list(range(1, 2001))
+        with pytest.raises(SupabackupError, match="no_such_table"):
+            with session.copy_out("COPY (SELECT * FROM public.no_such_table) TO STDOUT (FORMAT binary)") as stream:
+                list(read_chunks(stream, TYPES))
