@@ -38,52 +38,31 @@ def read_exact(stream: IO[bytes], n: int) -> bytes:
 
 
 def read_chunks(stream: IO[bytes], types: list[pa.DataType], chunk: int = CHUNK_BYTES) -> Iterator[list[pa.Array]]:
-    """Arrays of `types` (the fields after the marker) for each chunk of complete rows.
-
-    The stream may go on after the COPY (a psql session waiting for its next command): the COPY
-    ends at its trailer after a whole row, and nothing after it is read (`read1`, never blocking
-    for more than is there).
-    """
+    """Arrays of `types` (the fields after the marker) for each chunk of complete rows."""
     header = read_exact(stream, 19)
     if header[:11] != _HEADER:
         raise ValueError("not a binary COPY stream")
     read_exact(stream, int.from_bytes(header[15:19], "big"))  # header extension
     signature = (len(types) + 1).to_bytes(2, "big") + b"\x00\x00\x00\x08" + _MARKER
-    nfields = len(types) + 1
     pending = b""
     while True:
-        data, eof = _fill(stream, pending, chunk)
-        last = _rows(data[:-2], signature, nfields, True, strict=eof) if data.endswith(_TRAILER) else None
-        if last is None and eof:
-            raise ValueError("binary COPY stream ended early")
-        starts, fields, rest = last or _rows(data, signature, nfields, False)
+        more = stream.read(chunk)
+        data = pending + more if pending else more
+        if not more:
+            if data[-2:] != _TRAILER:
+                raise ValueError("binary COPY stream ended early")
+            data = data[:-2]
+        starts, fields, rest = _rows(data, signature, len(types) + 1, complete=not more)
         if len(starts):
             yield [_decode(data, fields[0][j + 1], fields[1][j + 1], t) for j, t in enumerate(types)]
-        if last is not None:
-            return
         pending = data[rest:]
+        if not more:
+            return
 
 
-def _fill(stream: IO[bytes], pending: bytes, size: int) -> tuple[bytes, bool]:
-    """pending plus about `size` more bytes (fewer when what arrived ends like a trailer), and
-    whether the stream ended."""
-    read = getattr(stream, "read1", stream.read)
-    parts, got, tail = [pending], 0, pending[-2:]
-    while got < size:
-        piece = read(size - got)
-        if not piece:
-            return b"".join(parts), True
-        parts.append(piece)
-        got += len(piece)
-        tail = (tail + piece)[-2:] if len(piece) < 2 else piece[-2:]
-        if tail == _TRAILER:
-            break
-    return b"".join(parts), False
-
-
-def _rows(data: bytes, signature: bytes, nfields: int, complete: bool, strict: bool = True):
-    """(row starts, (field starts, field lengths) per field, where the unread rest begins).
-    `complete`: data ends after its last row; if it does not, an error (`strict`) or None."""
+def _rows(data: bytes, signature: bytes, nfields: int, complete: bool):
+    """(row starts, (field starts, field lengths) per field, where the unread rest begins);
+    `complete`: data ends after its last row (else an error)."""
     starts = _candidates(data, np.frombuffer(data, np.uint8), signature)
     fstarts, flens, ends = _walk(data, starts, nfields)
     limit = len(data)
@@ -93,8 +72,6 @@ def _rows(data: bytes, signature: bytes, nfields: int, complete: bool, strict: b
     if not consistent:
         chosen = _chain(starts, ends, limit)
         if complete and (ends[chosen[-1]] != limit if chosen else limit):
-            if not strict:
-                return None
             raise ValueError("malformed binary COPY stream")
         starts, fstarts, flens, ends = starts[chosen], fstarts[:, chosen], flens[:, chosen], ends[chosen]
     if not complete:  # the last row may continue in the next chunk

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Iterator
@@ -152,8 +154,8 @@ class Snapshot:
 
 class CopySession:
     """A `psql` reading commands from a pipe inside a transaction of the snapshot; `copy_out` runs a
-    binary COPY and hands out its bytes, which end at the COPY's trailer (`copy_read.read_chunks`
-    reads no further, and psql waits for the next command).
+    COPY, then has psql echo a random end mark, and hands out the COPY's bytes up to the mark as a
+    stream that ends there (`_UntilMark`); psql then waits for the next command.
 
     psql hands out COPY data in large buffers; psycopg's reader makes one Python call per row,
     which costs more than decoding the rows (issue 4's measurements).
@@ -171,6 +173,8 @@ class CopySession:
             [*buffered, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", conninfo],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, env=env,
         )
+        self._broken = False
+        self._mark = f"--supabackup-copy-end-{uuid.uuid4().hex}--"  # random: no value can hold it
         self._send(f"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSET TRANSACTION SNAPSHOT '{snapshot_id}';")
 
     def _send(self, sql: str) -> None:
@@ -190,10 +194,13 @@ class CopySession:
 
     @contextlib.contextmanager
     def copy_out(self, copy_sql: str) -> Iterator[IO[bytes]]:
-        """The bytes of `copy_sql` (a binary COPY TO STDOUT); a failed COPY raises psql's error."""
-        self._send(copy_sql + ";")
+        """The bytes of `copy_sql` (a COPY TO STDOUT); a failed COPY raises psql's error."""
+        self._send(f"{copy_sql};\n\\echo {self._mark}")
+        stream = _UntilMark(self._proc.stdout, f"{self._mark}\n".encode())
         try:
-            yield self._proc.stdout
+            yield stream
+            if stream.read(1) or not stream.marked:  # unread rows, or psql stopped before the mark
+                raise ValueError("COPY stream not read to its end")
         except ValueError:  # the stream ended early or made no sense: psql says why if it failed
             try:
                 self._proc.wait(timeout=5)
@@ -201,9 +208,15 @@ class CopySession:
                 pass  # psql is fine: the data is what went wrong
             else:
                 raise self._failure() from None
+            self._broken = True
+            raise
+        except BaseException:
+            self._broken = True  # psql may be halfway through the COPY: close() stops it
             raise
 
     def close(self) -> None:
+        if self._broken and self._proc.poll() is None:
+            self._proc.kill()
         if self._proc.poll() is None:
             self._proc.stdin.close()  # end of input: psql ends the read-only transaction and exits
             try:
@@ -213,6 +226,45 @@ class CopySession:
                 self._proc.wait()
         self._proc.stdout.close()
         self._errors.close()
+
+
+class _UntilMark(io.RawIOBase):
+    """A pipe read up to an end mark, as a stream that ends there (the mark not included)."""
+
+    def __init__(self, pipe: IO[bytes], mark: bytes):
+        self._pipe = pipe
+        self._mark = mark
+        self._ready = bytearray()
+        self._held = b""  # the last len(mark) bytes: maybe the start of the mark
+        self._done = False
+        self.marked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._ready) < size):
+            self._pull()
+        n = len(self._ready) if size < 0 else min(size, len(self._ready))
+        out = bytes(self._ready[:n])
+        del self._ready[:n]
+        return out
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        memoryview(buffer)[:len(data)] = data
+        return len(data)
+
+    def _pull(self) -> None:
+        piece = self._pipe.read1(1 << 20)  # what the pipe has now: psql sends nothing after the mark
+        held = self._held + piece
+        if not piece or held.endswith(self._mark):
+            self.marked = bool(piece)
+            self._ready += held[:-len(self._mark)] if piece else held
+            self._held, self._done = b"", True
+        else:
+            self._ready += held[:-len(self._mark)]
+            self._held = held[-len(self._mark):]
 
 
 @contextlib.contextmanager
