@@ -70,12 +70,6 @@ class HashingReader(io.RawIOBase):
         self._digest.update(data)
         return data
 
-    def read1(self, size: int = -1) -> bytes:
-        """What is there now, up to size: for a stream that stays open after what we want (a psql session)."""
-        data = self._raw.read1(size)
-        self._digest.update(data)
-        return data
-
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
         memoryview(buffer)[:len(data)] = data

@@ -257,11 +257,6 @@ class _UntilMark(io.RawIOBase):
         del self._ready[:n]
         return out
 
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        memoryview(buffer)[:len(data)] = data
-        return len(data)
-
     def _pull(self) -> None:
         piece = self._pipe.read1(1 << 20)  # what the pipe has now: psql sends nothing after the mark
         held = self._held + piece
