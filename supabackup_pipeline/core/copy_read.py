@@ -46,7 +46,7 @@ def read_chunks(stream: IO[bytes], types: list[pa.DataType], chunk: int = CHUNK_
     signature = (len(types) + 1).to_bytes(2, "big") + b"\x00\x00\x00\x08" + _MARKER
     pending = b""
     while True:
-        more = stream.read(chunk)
+        more = stream.read(max(chunk, len(pending)))  # a row larger than a chunk: double, not creep
         data = pending + more if pending else more
         if not more:
             if data[-2:] != _TRAILER:
