@@ -37,8 +37,9 @@ def read_exact(stream: IO[bytes], n: int) -> bytes:
     return data
 
 
-def read_chunks(stream: IO[bytes], types: list[pa.DataType], chunk: int = CHUNK_BYTES) -> Iterator[list[pa.Array]]:
-    """Arrays of `types` (the fields after the marker) for each chunk of complete rows."""
+def read_chunks(stream: IO[bytes], types: list[pa.DataType], chunk: int | None = None) -> Iterator[list[pa.Array]]:
+    """Arrays of `types` (the fields after the marker) for each chunk (CHUNK_BYTES) of complete rows."""
+    chunk = chunk or CHUNK_BYTES
     header = read_exact(stream, 19)
     if header[:11] != _HEADER:
         raise ValueError("not a binary COPY stream")

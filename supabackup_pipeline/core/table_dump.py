@@ -13,7 +13,6 @@ from pathlib import Path
 
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from supabackup_pipeline.core.catalog import TableDescription, TableRef, describe_table
@@ -24,8 +23,6 @@ from supabackup_pipeline.core.snapshot import CopySession, Snapshot
 
 # Each chunk of COPY data (copy_read.CHUNK_BYTES) becomes one batch and one Parquet row group
 # (ParquetWriter.write_batch closes a row group per call; PARQUET_ROW_GROUP only caps it).
-# Format-1 backups read CSV in blocks of CSV_BLOCK_SIZE (the value-by-value comparison still can).
-CSV_BLOCK_SIZE = 4 << 20
 PARQUET_ROW_GROUP = 256 * 1024
 ZSTD_LEVEL = 1
 # 1: rows read as CSV, copy_sha256 of that CSV text. 2: read as binary COPY (first field a marker,
@@ -172,23 +169,7 @@ def binary_batches(stream, columns: list[Column], schema: pa.Schema):
     """Record batches (in `schema`) from the bytes of `copy_select_sql(columns, ...)` (binary)."""
     _, fields = select_expressions(columns, binary=True)
     for arrays in read_chunks(stream, [t for _, t in fields]):
-        yield pa.RecordBatch.from_arrays(convert_batch(columns, arrays, binary=True), schema=schema)
-
-
-def csv_batches(stream, columns, schema: pa.Schema):
-    """Record batches (in `schema`) from the CSV bytes of `COPY (SELECT select_expressions(columns))`."""
-    _, csv_fields = select_expressions(columns)
-    reader = pacsv.open_csv(
-        stream,
-        read_options=pacsv.ReadOptions(column_names=[n for n, _ in csv_fields], block_size=CSV_BLOCK_SIZE),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict(csv_fields), true_values=["t"], false_values=["f"], null_values=[""],
-            strings_can_be_null=True, quoted_strings_can_be_null=False,
-        ),
-    )
-    for batch in reader:
-        yield pa.RecordBatch.from_arrays(convert_batch(columns, batch.columns), schema=schema)
+        yield pa.RecordBatch.from_arrays(convert_batch(columns, arrays), schema=schema)
 
 
 def _finish(writer: pq.ParquetWriter, sink: HashingWriter) -> tuple[int, str]:
