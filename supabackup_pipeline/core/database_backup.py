@@ -32,7 +32,7 @@ AUTH_TABLES = ["users", "identities", "mfa_factors", "webauthn_credentials"]
 
 def default_workers() -> int:
     """One table dump per core (at most 8): each worker keeps about one core busy between its
-    server backend, its psql and its Python thread, so more workers than cores add memory (~45 MB
+    server backend, its psql and its Python thread, so more workers than cores add memory (~75 MB
     each) but, on a quiet machine, no speed."""
     try:
         cores = len(os.sched_getaffinity(0))
