@@ -105,20 +105,20 @@ class Results:
 
 
 def measure_backups(info: StackInfo, tables: list[str], work: Path, results: Results) -> Path:
-    """Raw COPY, pg_dump and our backup at 1, 2 and the default workers; the default's backup folder."""
+    """Raw COPY, pg_dump and our backup at 1, 2, 4 and the default workers; the default's backup folder."""
     child, rss = run_child("raw_copy", db_url=info.db_url, tables=tables)
     results.add("raw_copy", child["seconds"], rss)
     dumped = run_measured(["pg_dump", "-Fc", "--data-only", *(a for t in tables for a in ("-t", t)),
                            "-f", str(work / "data.dump"), "--dbname", info.db_url])
     results.add("pg_dump", dumped.seconds, dumped.peak_rss)
-    for workers in sorted({1, 2, DEFAULT_WORKERS}):
+    for workers in sorted({1, 2, 4, DEFAULT_WORKERS}):
         out = work / f"backup-w{workers}"
         shutil.rmtree(out, ignore_errors=True)
         child, rss = run_child("backup", db_url=info.db_url, out=str(out), workers=workers)
         name = "backup" if workers == DEFAULT_WORKERS else f"backup_w{workers}"
         results.add(name, child["seconds"], rss, child)
         if workers != DEFAULT_WORKERS:
-            shutil.rmtree(out)
+            shutil.rmtree(out, ignore_errors=True)
     return work / f"backup-w{DEFAULT_WORKERS}"
 
 
@@ -155,8 +155,8 @@ def print_summary(results: Results, repeat: int) -> None:
     """The one table: every operation's seconds and peak RSS, then every target."""
     labels = {
         "raw_copy": "raw COPY binary, 1 connection", "pg_dump": "pg_dump -Fc --data-only",
-        "backup": f"supabackup backup, {DEFAULT_WORKERS} workers", "backup_w1": "supabackup backup, 1 worker",
-        "backup_w2": "supabackup backup, 2 workers",
+        "backup": f"supabackup backup, {DEFAULT_WORKERS} workers (default)", "backup_w1": "supabackup backup, 1 worker",
+        "backup_w2": "supabackup backup, 2 workers", "backup_w4": "supabackup backup, 4 workers",
         "pg_restore": "pg_restore --data-only (in place)", "rollback": "supabackup rollback db+users (in place)",
         "pg_restore_full": "pg_restore full dump → empty db", "new_project": "supabackup restore → new project",
     }
@@ -179,7 +179,7 @@ def print_summary(results: Results, repeat: int) -> None:
 def print_backup_split(results: Results, top: int = 12) -> None:
     """Per worker (tables and busy seconds) at each worker count, and the slowest tables."""
     print("\nbackup time per worker (sum of its tables' seconds) and wall time:")
-    for name in ("backup_w1", "backup_w2", "backup"):
+    for name in ("backup_w1", "backup_w2", "backup_w4", "backup"):
         details = results.details.get(name)
         if not details:
             continue

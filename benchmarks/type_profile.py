@@ -3,10 +3,10 @@
 For every table the backup dumps, the stages of core/table_dump.py are timed one after the other
 (not overlapped as in a real backup, so each can be seen alone):
   describe core/catalog.describe_table (the sidecar's catalog queries),
-  copy     the backup's own `COPY (SELECT ...) TO STDOUT (FORMAT csv)` through psql into memory
-           (the server's output functions and select expressions, plus psql),
-  parse    pyarrow's CSV reader over those bytes,
-  convert  core/pg_types.convert_batch, timed per column,
+  copy     the backup's own `COPY (SELECT ...) TO STDOUT (FORMAT binary)` through psql into memory
+           (the server's send functions and select expressions, plus psql),
+  parse    core/copy_read over those bytes,
+  convert  core/pg_types.convert_batch (arrays' text form → lists), timed per column,
   write    ParquetWriter (zstd) into memory;
 and, per column, the server's share: `SELECT sum(octet_length((<select expression>)::text))`
 less a bare scan of the table, next to the same for the column's plain `::text` (what our select
@@ -37,7 +37,7 @@ from realistic_project import add_size_options, scale_of, throwaway_project  # n
 from supabackup_pipeline.core.catalog import TableRef, describe_table  # noqa: E402
 from supabackup_pipeline.core.pg_types import codec_for, quote_ident, select_expressions  # noqa: E402
 from supabackup_pipeline.core.snapshot import client_connection, client_program, session_options  # noqa: E402
-from supabackup_pipeline.core.table_dump import arrow_schema, copy_select_sql, csv_batches, parquet_writer  # noqa: E402
+from supabackup_pipeline.core.table_dump import arrow_schema, binary_batches, copy_select_sql, parquet_writer  # noqa: E402
 
 
 STAGES = ("describe", "copy", "parse", "convert", "write")
@@ -88,7 +88,7 @@ def profile_table(db: psycopg.Connection, db_url: str, ref: TableRef) -> dict:
     pg_types.codec_for = wrapped
     try:
         started = time.perf_counter()
-        batches = list(csv_batches(io.BytesIO(data), description.columns, schema)) if data else []
+        batches = list(binary_batches(io.BytesIO(data), description.columns, schema))
         stages["parse+convert"] = time.perf_counter() - started
     finally:
         pg_types.codec_for = original
@@ -126,7 +126,7 @@ def _seconds(db: psycopg.Connection, sql: str) -> tuple[float, object]:
 
 
 def print_tables(profiles: list[dict], top: int) -> None:
-    print(f"\n{'table':30} {'rows':>9} {'CSV MB':>7}" + "".join(f" {k:>8}" for k in STAGES) + "  (seconds)")
+    print(f"\n{'table':30} {'rows':>9} {'COPY MB':>7}" + "".join(f" {k:>8}" for k in STAGES) + "  (seconds)")
     for p in sorted(profiles, key=lambda p: -sum(p["stages"].values()))[:top]:
         print(f"{p['table']:30} {p['rows']:>9,} {p['csv_bytes'] / 1e6:7.1f}" + "".join(f" {p['stages'][k]:8.2f}" for k in STAGES))
     print(f"{'all tables':30} {sum(p['rows'] for p in profiles):>9,} {sum(p['csv_bytes'] for p in profiles) / 1e6:7.1f}"

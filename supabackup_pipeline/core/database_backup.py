@@ -7,6 +7,7 @@ user and the user itself always agree.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,20 @@ from supabackup_pipeline.core.table_dump import TableDump, dump_table
 # Users and how they sign in. Sessions, refresh tokens and one-time tokens are never backed up:
 # restoring them would revive logins that were revoked since.
 AUTH_TABLES = ["users", "identities", "mfa_factors", "webauthn_credentials"]
-DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """One table dump per core (at most 8): each worker keeps about one core busy between its
+    server backend, its psql and its Python thread, so more workers than cores add memory (~75 MB
+    each) but, on a quiet machine, no speed."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+DEFAULT_WORKERS = default_workers()
 
 Log = Callable[[str], None]
 
@@ -138,13 +152,13 @@ def _dump_parallel(snap: Snapshot, jobs: list[tuple[TableRef, Path]], workers: i
 
     def work(queue: list[tuple[TableRef, Path]]) -> list[TableDump]:
         out = []
-        with snap.worker() as conn:
+        with snap.worker() as conn, snap.copy_session() as copier:
             while True:
                 try:
                     ref, folder = queue.pop(0)
                 except IndexError:
                     return out
-                dump = dump_table(snap, conn, ref, folder)
+                dump = dump_table(copier, conn, ref, folder)
                 out.append(dump)
                 done.append(dump)
                 log(f"[{len(done)}/{total}] {ref.qualified}: {dump.rows} rows, {dump.parquet_bytes} bytes,"

@@ -1,8 +1,9 @@
 """Content checks of table data: is a live table equal to a table dump?
 
-Fast and exact: the dump records the SHA-256 of the COPY text the server wrote while the table was
-dumped (`copy_sha256`); reading the live table with the same COPY and hashing the bytes must give
-the same digest. No value is parsed, so this costs about a plain COPY out.
+Fast and exact: the dump records the SHA-256 of the COPY stream the server wrote while the table
+was dumped (`copy_sha256`: binary COPY since format 2, CSV text in format 1); reading the live
+table with the same COPY and hashing the bytes must give the same digest. No value is parsed, so
+this costs about a plain COPY out.
 
 Value by value, for dumps without that digest or when the server's text forms differ (another
 PostgreSQL version): fingerprints of both sides, are brought to the exact Postgres text form a restore loads (`table_load.text_batch`)
@@ -25,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from supabackup_pipeline.core.catalog import TableDescription, TableRef
-from supabackup_pipeline.core.pg_types import Column, select_expressions
-from supabackup_pipeline.core.table_dump import arrow_schema, copy_select_sql, csv_batches
+from supabackup_pipeline.core.pg_types import Column
+from supabackup_pipeline.core.table_dump import arrow_schema, binary_batches, copy_select_sql
 from supabackup_pipeline.core.table_load import text_batch
 
 
@@ -102,17 +103,13 @@ class _CopyReader(io.RawIOBase):
 
 
 def live_batches(conn: psycopg.Connection, description: TableDescription, columns: list[Column]) -> Iterator[pa.RecordBatch]:
-    """The table's rows through the dump's own codecs (`csv_batches`), read on `conn`, so inside
+    """The table's rows through the dump's own codecs (`binary_batches`), read on `conn`, so inside
     its transaction: a restore reads back what it loaded before committing."""
-    exprs, _ = select_expressions(columns)
     schema = arrow_schema(dataclasses.replace(description, columns=columns))
-    query = f"COPY (SELECT {', '.join(exprs)} FROM ONLY {description.ref.sql}) TO STDOUT (FORMAT csv)"
-    with conn.cursor().copy(query) as copy:
+    with conn.cursor().copy(copy_select_sql(columns, description.ref)) as copy:
         stream = io.BufferedReader(_CopyReader(copy), 1 << 20)
-        if stream.peek(1):
-            yield from csv_batches(stream, columns, schema)
-        else:
-            stream.read()
+        yield from binary_batches(stream, columns, schema)
+        stream.read()
 
 
 def live_fingerprint(conn: psycopg.Connection, description: TableDescription, sidecar: dict) -> tuple[int, str]:
@@ -130,14 +127,17 @@ def sidecar_columns(sidecar: dict) -> list[Column]:
 
 
 def live_copy_sha256(conn: psycopg.Connection, sidecar: dict) -> tuple[int, str]:
-    """(rows, SHA-256) of the live table read with the dump's own COPY, on `conn` (so inside its
-    transaction). Equals the sidecar's `copy_sha256` exactly when the table holds the rows the dump
-    read, in the same order: a restored table reads back in load order."""
+    """(rows, SHA-256) of the live table read with the dump's own COPY (of the sidecar's format
+    version), on `conn` (so inside its transaction). Equals the sidecar's `copy_sha256` exactly
+    when the table holds the rows the dump read, in the same order: a restored table reads back in
+    load order."""
     digest = hashlib.sha256()
     rows = 0
     ref = TableRef(sidecar["schema"], sidecar["table"])
-    with conn.cursor().copy(copy_select_sql(sidecar_columns(sidecar), ref)) as copy:
+    version = sidecar.get("format_version", 1)
+    with conn.cursor().copy(copy_select_sql(sidecar_columns(sidecar), ref, version)) as copy:
         for row in copy:  # libpq hands out COPY data one row per message
             digest.update(row)
             rows += 1
-    return rows, digest.hexdigest()
+    # binary COPY's header arrives with the first row and its trailer as a message of its own
+    return (rows - 1 if version >= 2 and rows else rows), digest.hexdigest()

@@ -1,13 +1,11 @@
 """How each PostgreSQL column type is stored in Parquet without losing a single value.
 
-The data path is `COPY (SELECT <expressions>) TO STDOUT (FORMAT csv)` parsed by pyarrow's CSV
-reader: columnar C++ end to end, and every value arrives in its exact Postgres text form. Each
-column gets a *codec*:
+The data path is `COPY (SELECT <expressions>) TO STDOUT (FORMAT binary)` decoded by
+`copy_read` (vectorized, never a Python call per value). Each column gets a *codec*:
 
 - `native`: an Arrow type that holds every value exactly (integers, floats, bool, text, bytea,
-  uuid, dates, times, timestamps, 1-D arrays of simple types). Conversions the CSV reader cannot
-  do itself are vectorized (numpy / Arrow compute over whole columns, never a Python call per
-  value): hex → bytes and uuids, Postgres array literals → lists.
+  uuid, dates, times, timestamps, 1-D arrays of simple types). Arrays travel as their text form,
+  which `_pg_array_list` splits into lists with numpy.
 - `text`: no exact Arrow type exists (numeric, interval, ranges, composites, geometric types, ...):
   the Postgres text form is stored and the type is recorded in the sidecar.
 
@@ -61,61 +59,29 @@ class Column:
 
 @dataclass(frozen=True)
 class Codec:
-    """How one column travels: SQL expressions for COPY, the CSV parse type, the Parquet type."""
+    """How one column travels: SQL expressions for COPY and the Parquet type.
+
+    A dump reads binary COPY (`binary_sql`, decoded by `copy_read`); `select_sql` is the CSV form
+    format-1 backups read and recorded the digest of (a restore reads them back with it).
+    """
 
     kind: str  # "native" or "text"
     arrow_type: pa.DataType
-    csv_type: pa.DataType
     select_sql: str  # {c} is the quoted column name
     overflow_sql: str | None = None
-    convert: Callable[[pa.Array], pa.Array] | None = None
+    convert: Callable[[pa.Array], pa.Array] | None = None  # from the decoded field (arrays' text → lists)
+    binary_sql: str | None = None  # None: the same as select_sql
+
+    @property
+    def wire_type(self) -> pa.DataType:
+        """The Arrow type binary COPY's field decodes to: arrays travel as their text form."""
+        return pa.string() if pa.types.is_list(self.arrow_type) else self.arrow_type
 
 
 # ------------------------------------------------------------------ vectorized conversions
-_HEX = np.full(256, 255, dtype=np.uint8)
-for _i, _ch in enumerate(b"0123456789abcdef"):
-    _HEX[_ch] = _i
-for _i, _ch in enumerate(b"ABCDEF"):
-    _HEX[_ch] = 10 + _i
-
-
 def _plain(arr: pa.Array) -> pa.Array:
     """A copy with offset 0, so buffers can be read directly."""
     return pa.concat_arrays([arr]) if arr.offset else arr
-
-
-def _decode_hex_buffer(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(decoded bytes, int32 offsets into them) of a string array of hex digits."""
-    arr = _plain(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1)
-    data = arr.buffers()[2]
-    hexchars = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]] if data is not None else np.empty(0, np.uint8)
-    nibbles = _HEX[hexchars]
-    if len(nibbles) % 2 or (nibbles == 255).any():
-        raise ValueError("malformed hex data from the server")
-    decoded = (nibbles[0::2] << 4) | nibbles[1::2]
-    return decoded.astype(np.uint8), ((offsets - offsets[0]) // 2).astype(np.int32)
-
-
-def hex_to_binary(arr: pa.Array) -> pa.Array:
-    """`encode(bytea, 'hex')` text → binary, without a Python loop per value."""
-    decoded, offsets = _decode_hex_buffer(arr)
-    arr = _plain(arr)
-    return pa.Array.from_buffers(
-        pa.binary(), len(arr), [arr.buffers()[0], pa.py_buffer(offsets), pa.py_buffer(decoded)], arr.null_count
-    )
-
-
-def hex_to_uuid(arr: pa.Array) -> pa.Array:
-    """`encode(uuid_send(u), 'hex')` text → Arrow's uuid type (Parquet UUID logical type)."""
-    decoded, offsets = _decode_hex_buffer(arr)
-    arr = _plain(arr)
-    lengths = np.diff(offsets)
-    out = np.zeros((len(arr), 16), dtype=np.uint8)
-    valid = lengths == 16
-    out[valid] = decoded.reshape(-1, 16)
-    storage = pa.Array.from_buffers(pa.binary(16), len(arr), [arr.buffers()[0], pa.py_buffer(out.tobytes())], arr.null_count)
-    return pa.ExtensionArray.from_storage(pa.uuid(), storage)
 
 
 _BACKSLASH, _QUOTE, _COMMA, _OPEN, _CLOSE = (ord(ch) for ch in '\\",{}')
@@ -136,7 +102,7 @@ def _mask(arr: pa.Array) -> np.ndarray:
     return unpack_bits(values, arr.offset, len(arr), False) & unpack_bits(validity, arr.offset, len(arr), True)
 
 
-def _validity(mask: np.ndarray) -> pa.Buffer | None:
+def validity_bitmap(mask: np.ndarray) -> pa.Buffer | None:
     return None if mask.all() else pa.py_buffer(np.packbits(mask, bitorder="little"))
 
 
@@ -224,7 +190,7 @@ def _array_elements(arr: pa.Array, rows: np.ndarray) -> tuple[pa.Array, np.ndarr
     if len(chars) != value_offsets[-1]:
         raise ValueError("malformed array from the server")
     values = pa.Array.from_buffers(
-        pa.string(), len(e_start), [_validity(~is_null), pa.py_buffer(value_offsets), pa.py_buffer(chars)]
+        pa.string(), len(e_start), [validity_bitmap(~is_null), pa.py_buffer(value_offsets), pa.py_buffer(chars)]
     )
     np.cumsum(counts, out=list_offsets[1:])
     return values, list_offsets
@@ -283,22 +249,18 @@ def _pg_array_list(value_type: pa.DataType) -> Callable[[pa.Array], pa.Array]:
                 rows &= np.bincount(owner[special], minlength=n) == 0
                 values, list_offsets = _array_elements(arr, rows)
                 typed_values = _typed_elements(values, value_type)
-        return pa.Array.from_buffers(list_type, n, [_validity(rows), pa.py_buffer(list_offsets)], children=[typed_values])
+        return pa.Array.from_buffers(list_type, n, [validity_bitmap(rows), pa.py_buffer(list_offsets)], children=[typed_values])
 
     return convert
 
 
-def _to_float32(arr: pa.Array) -> pa.Array:
-    return arr.cast(pa.float32())
-
-
 # ------------------------------------------------------------------ codec table
-_TEXT = Codec("text", pa.string(), pa.string(), "{c}::text")
+_TEXT = Codec("text", pa.string(), "{c}::text")
 # Built-in types whose `::text` is their output function (an I/O conversion cast, no cast function):
 # selecting the column itself gives the same text without the extra textin per value (measured:
 # jsonb::text costs the server ~20% more per value than jsonb). Types with a cast function to text (inet, cidr, "char",
 # an extension's type) keep `::text`, so fingerprints of earlier backups stay comparable.
-_TEXT_OUTPUT = Codec("text", pa.string(), pa.string(), "{c}")
+_TEXT_OUTPUT = Codec("text", pa.string(), "{c}", binary_sql="{c}::text")
 _OUTPUT_IS_TEXT = {
     "numeric", "json", "jsonb", "interval", "timetz", "tsvector", "tsquery", "bit", "varbit",
     "macaddr", "macaddr8", "point", "line", "lseg", "box", "path", "polygon", "circle",
@@ -307,27 +269,27 @@ _OUTPUT_IS_TEXT = {
 }
 
 _SIMPLE = {
-    "int2": Codec("native", pa.int16(), pa.int16(), "{c}"),
-    "int4": Codec("native", pa.int32(), pa.int32(), "{c}"),
-    "int8": Codec("native", pa.int64(), pa.int64(), "{c}"),
-    # float4 → float8 is exact; parsing float8 text then narrowing avoids double rounding.
-    "float4": Codec("native", pa.float32(), pa.float64(), "{c}::float8", convert=_to_float32),
-    "float8": Codec("native", pa.float64(), pa.float64(), "{c}"),
-    "bool": Codec("native", pa.bool_(), pa.bool_(), "{c}"),
-    "text": Codec("native", pa.string(), pa.string(), "{c}"),
-    "varchar": Codec("native", pa.string(), pa.string(), "{c}"),
-    "bpchar": Codec("native", pa.string(), pa.string(), "{c}"),
-    "name": Codec("native", pa.string(), pa.string(), "{c}::text"),
-    "bytea": Codec("native", pa.binary(), pa.string(), "encode({c}, 'hex')", convert=hex_to_binary),
-    "uuid": Codec("native", pa.uuid(), pa.string(), "encode(uuid_send({c}), 'hex')", convert=hex_to_uuid),
+    "int2": Codec("native", pa.int16(), "{c}"),
+    "int4": Codec("native", pa.int32(), "{c}"),
+    "int8": Codec("native", pa.int64(), "{c}"),
+    # float4 travels as its 4 bytes (format 1 read its float8 text: float4 → float8 is exact)
+    "float4": Codec("native", pa.float32(), "{c}::float8", binary_sql="{c}"),
+    "float8": Codec("native", pa.float64(), "{c}"),
+    "bool": Codec("native", pa.bool_(), "{c}"),
+    "text": Codec("native", pa.string(), "{c}"),
+    "varchar": Codec("native", pa.string(), "{c}"),
+    "bpchar": Codec("native", pa.string(), "{c}"),
+    "name": Codec("native", pa.string(), "{c}::text"),
+    "bytea": Codec("native", pa.binary(), "encode({c}, 'hex')", binary_sql="{c}"),
+    "uuid": Codec("native", pa.uuid(), "encode(uuid_send({c}), 'hex')", binary_sql="{c}"),
     # money's text form depends on lc_monetary; its numeric form does not.
-    "money": Codec("text", pa.string(), pa.string(), "{c}::numeric::text"),
+    "money": Codec("text", pa.string(), "{c}::numeric::text"),
 }
 
 
 def _ranged(arrow_type: pa.DataType, in_range: str) -> Codec:
     return Codec(
-        "native", arrow_type, arrow_type,
+        "native", arrow_type,
         f"CASE WHEN {in_range} THEN {{c}} END",
         overflow_sql=f"CASE WHEN NOT ({in_range}) THEN {{c}}::text END",
     )
@@ -361,9 +323,9 @@ def _list_codec(element: str) -> Codec:
     if element in ("float4", "float8"):
         other += " OR {c}::float8[] && ARRAY['NaN', 'Infinity', '-Infinity']::float8[]"
     return Codec(
-        "native", pa.list_(value_type), pa.string(), "{c}",
+        "native", pa.list_(value_type), "{c}",
         overflow_sql=f"CASE WHEN {other} THEN {{c}}::text END",
-        convert=_pg_array_list(value_type),
+        convert=_pg_array_list(value_type), binary_sql="{c}::text",
     )
 
 
@@ -379,8 +341,9 @@ def codec_for(column: Column) -> Codec:
     return _TEXT
 
 
-def select_expressions(columns: list[Column]) -> tuple[list[str], list[tuple[str, pa.DataType]]]:
-    """SQL select-list items and the (parquet name, CSV type) of each CSV field, in order.
+def select_expressions(columns: list[Column], binary: bool = False) -> tuple[list[str], list[tuple[str, pa.DataType]]]:
+    """SQL select-list items and the (parquet name, binary COPY wire type) of each field, in order:
+    for binary COPY, or (binary=False) the CSV text form format-1 backups read.
 
     Overflow columns come right after their column, named OVERFLOW_PREFIX + column name.
     """
@@ -388,24 +351,24 @@ def select_expressions(columns: list[Column]) -> tuple[list[str], list[tuple[str
     for column in columns:
         codec = codec_for(column)
         c = quote_ident(column.name)
-        exprs.append(codec.select_sql.format(c=c))
-        fields.append((column.name, codec.csv_type))
+        exprs.append(((binary and codec.binary_sql) or codec.select_sql).format(c=c))
+        fields.append((column.name, codec.wire_type))
         if codec.overflow_sql:
             exprs.append(codec.overflow_sql.format(c=c))
             fields.append((OVERFLOW_PREFIX + column.name, pa.string()))
     return exprs, fields
 
 
-def convert_batch(columns: list[Column], batch: pa.RecordBatch) -> list[pa.Array]:
-    """A batch of the CSV fields `select_expressions(columns)` lists → the Parquet columns, in the
-    same order (each column, then its overflow column if it has one), conversions applied."""
+def convert_batch(columns: list[Column], fields: list[pa.Array]) -> list[pa.Array]:
+    """The decoded fields `select_expressions(columns, binary=True)` lists → the Parquet columns, in
+    the same order (each column, then its overflow column if it has one), conversions applied."""
     out, i = [], 0
     for column in columns:
         codec = codec_for(column)
-        value = batch.column(i)
+        value = fields[i]
         out.append(codec.convert(value) if codec.convert else value)
         i += 1
         if codec.overflow_sql:
-            out.append(batch.column(i))
+            out.append(fields[i])
             i += 1
     return out

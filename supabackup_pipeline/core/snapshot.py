@@ -9,10 +9,14 @@ so a concurrent DROP TABLE waits for the backup instead of breaking it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
+import io
 import os
 import shutil
 import subprocess
+import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Iterator
@@ -101,10 +105,14 @@ def client_program(name: str) -> str | None:
 # psql writes COPY data through stdio, 4 kB per write(2) into the pipe, and our reader wakes for each.
 # `stdbuf -o` (GNU coreutils, where installed) gives psql's stdout a 1 MB buffer: far fewer system
 # calls and wake-ups on both sides (database_benchmark.py, 2 cores: ~3-5% off a backup, same peak
-# memory). The pipe keeps its default size on purpose: a 1 MB pipe on top was faster still, but then
-# reading outpaces the conversion and pyarrow's CSV reader queues blocks ahead of it (bounded, ~40
-# blocks: peak RSS +90 MB at 4M rows, +110 MB at 8M).
+# memory).
 PSQL_STDOUT_BUFFER = "1M"
+# The pipe from a CopySession's psql. (With pyarrow's CSV reader, format 1, a 1 MB pipe let reading
+# outpace the conversion and the reader queued ~40 blocks ahead: +90 MB.) The binary reader has no
+# read-ahead (a chunk at a time), so a larger pipe costs no memory beyond itself, and saves 15 of
+# every 16 reads.
+PIPE_BYTES = 1 << 20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 class Snapshot:
@@ -126,35 +134,20 @@ class Snapshot:
             conn.close()
 
     @contextlib.contextmanager
-    def copy_out(self, copy_sql: str) -> Iterator[IO[bytes]]:
-        """The bytes of `COPY ... TO STDOUT` run in this snapshot, as a pipe from `psql`.
-
-        psql hands out COPY data in large buffers; psycopg's reader makes one Python call per row,
-        which costs more than the whole of pyarrow's parsing (issue 4's measurements).
-        """
-        psql = client_program("psql")
-        if not psql:
-            raise SupabackupError("psql not found: install the PostgreSQL client (postgresql-client-15)")
-        conninfo, env = client_connection(self.db_url, PGOPTIONS=session_options(), PGAPPNAME="supabackup")
-        stdbuf = shutil.which("stdbuf")
-        buffered = [stdbuf, "-o", PSQL_STDOUT_BUFFER] if stdbuf else []  # execs psql: same process
-        proc = subprocess.Popen(
-            [*buffered, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", conninfo,
-             "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-             "-c", f"SET TRANSACTION SNAPSHOT '{self.info.snapshot_id}'",
-             "-c", copy_sql],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-        )
+    def copy_session(self) -> Iterator["CopySession"]:
+        """One `psql` in this snapshot for many COPYs (a worker's): a process and a connection per
+        table cost ~30 ms each (fork, connect, catalog caches), a tenth of a small table's dump."""
+        session = CopySession(self.db_url, self.info.snapshot_id)
         try:
-            yield proc.stdout
-            proc.stdout.read()  # drain, so psql can exit
-            error = proc.stderr.read().decode(errors="replace").strip()
-            if proc.wait() != 0:
-                raise SupabackupError(f"COPY failed: {error.splitlines()[-1] if error else proc.returncode}")
+            yield session
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            session.close()
+
+    @contextlib.contextmanager
+    def copy_out(self, copy_sql: str) -> Iterator[IO[bytes]]:
+        """The bytes of one `COPY ... TO STDOUT (FORMAT binary)` run in this snapshot."""
+        with self.copy_session() as session, session.copy_out(copy_sql) as stream:
+            yield stream
 
     def lock_tables(self, tables_sql: list[str], timeout_ms: int = 60_000) -> None:
         """ACCESS SHARE locks (they block only DDL such as DROP/ALTER TABLE) for the whole backup."""
@@ -162,6 +155,118 @@ class Snapshot:
             return
         self.coordinator.execute(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
         self.coordinator.execute(f"LOCK TABLE {', '.join(tables_sql)} IN ACCESS SHARE MODE")
+
+
+class CopySession:
+    """A `psql` reading commands from a pipe inside a transaction of the snapshot; `copy_out` runs a
+    COPY, then has psql echo a random end mark, and hands out the COPY's bytes up to the mark as a
+    stream that ends there (`_UntilMark`); psql then waits for the next command.
+
+    psql hands out COPY data in large buffers; psycopg's reader makes one Python call per row,
+    which costs more than decoding the rows (issue 4's measurements).
+    """
+
+    def __init__(self, db_url: str, snapshot_id: str):
+        psql = client_program("psql")
+        if not psql:
+            raise SupabackupError("psql not found: install the PostgreSQL client (postgresql-client-15)")
+        conninfo, env = client_connection(db_url, PGOPTIONS=session_options(), PGAPPNAME="supabackup")
+        stdbuf = shutil.which("stdbuf")
+        buffered = [stdbuf, "-o", PSQL_STDOUT_BUFFER] if stdbuf else []  # execs psql: same process
+        self._errors = tempfile.TemporaryFile()  # a file, not a pipe: psql never blocks on it
+        self._proc = subprocess.Popen(
+            [*buffered, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", conninfo],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, env=env,
+        )
+        with contextlib.suppress(OSError):  # a 1 MB pipe: 16× fewer reads (Linux; else the default)
+            fcntl.fcntl(self._proc.stdout.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
+        self._broken = False
+        self._mark = f"--supabackup-copy-end-{uuid.uuid4().hex}--"  # random: no value can hold it
+        self._send(f"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSET TRANSACTION SNAPSHOT '{snapshot_id}';")
+
+    def _send(self, sql: str) -> None:
+        try:
+            self._proc.stdin.write(sql.encode() + b"\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            raise self._failure() from None
+
+    def _failure(self) -> SupabackupError:
+        self._proc.wait()
+        self._errors.seek(0)
+        lines = self._errors.read().decode(errors="replace").strip().splitlines()
+        # psql prints the server's ERROR line, then the statement with a caret under the fault
+        reason = next((line for line in lines if "ERROR:" in line or "FATAL:" in line), lines[-1] if lines else "")
+        return SupabackupError(f"COPY failed: {reason.split('ERROR:', 1)[-1].strip() or self._proc.returncode}")
+
+    @contextlib.contextmanager
+    def copy_out(self, copy_sql: str) -> Iterator[IO[bytes]]:
+        """The bytes of `copy_sql` (a COPY TO STDOUT); a failed COPY raises psql's error."""
+        self._send(f"{copy_sql};\n\\echo {self._mark}")
+        stream = _UntilMark(self._proc.stdout, f"{self._mark}\n".encode())
+        try:
+            yield stream
+            if stream.read(1) or not stream.marked:  # unread rows, or psql stopped before the mark
+                raise ValueError("COPY stream not read to its end")
+        except ValueError:  # the stream ended early or made no sense: psql says why if it failed
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass  # psql is fine: the data is what went wrong
+            else:
+                raise self._failure() from None
+            self._broken = True
+            raise
+        except BaseException:
+            self._broken = True  # psql may be halfway through the COPY: close() stops it
+            raise
+
+    def close(self) -> None:
+        if self._broken and self._proc.poll() is None:
+            self._proc.kill()
+        if self._proc.poll() is None:
+            self._proc.stdin.close()  # end of input: psql ends the read-only transaction and exits
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc.stdout.close()
+        self._errors.close()
+
+
+class _UntilMark(io.RawIOBase):
+    """A pipe read up to an end mark, as a stream that ends there (the mark not included)."""
+
+    def __init__(self, pipe: IO[bytes], mark: bytes):
+        self._pipe = pipe
+        self._mark = mark
+        self._ready = bytearray()
+        self._held = b""  # the last len(mark) bytes: maybe the start of the mark
+        self._done = False
+        self.marked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._ready) < size):
+            self._pull()
+        n = len(self._ready) if size < 0 else min(size, len(self._ready))
+        out = bytes(self._ready[:n])
+        del self._ready[:n]
+        return out
+
+    def _pull(self) -> None:
+        piece = self._pipe.read1(1 << 20)  # what the pipe has now: psql sends nothing after the mark
+        held = self._held + piece
+        if not piece or held.endswith(self._mark):
+            self.marked = bool(piece)
+            self._ready += held[:-len(self._mark)] if piece else held
+            self._held, self._done = b"", True
+        else:
+            self._ready += held[:-len(self._mark)]
+            self._held = held[-len(self._mark):]
 
 
 @contextlib.contextmanager

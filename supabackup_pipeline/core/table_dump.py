@@ -1,8 +1,8 @@
 """Dump one table to `<schema>.<table>.parquet` plus its JSON sidecar, streaming.
 
-Rows flow `COPY ... TO STDOUT (FORMAT csv)` → pyarrow's CSV reader (C++, block by block) →
-per-column conversions (vectorized) → ParquetWriter, hashed while written. No table is ever held
-whole in memory: peak memory is a few blocks, whatever the table size.
+Rows flow `COPY ... TO STDOUT (FORMAT binary)` → `copy_read` (vectorized, chunk by chunk) →
+per-column conversions → ParquetWriter, hashed while written. No table is ever held whole in
+memory: peak memory is a chunk or two, whatever the table size.
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ from pathlib import Path
 
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from supabackup_pipeline.core.catalog import TableDescription, TableRef, describe_table
+from supabackup_pipeline.core.copy_read import MARKER_SQL, read_chunks
 from supabackup_pipeline.core.files import HashingReader, HashingWriter, open_private, write_json
 from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, Column, codec_for, convert_batch, select_expressions
-from supabackup_pipeline.core.snapshot import Snapshot
+from supabackup_pipeline.core.snapshot import CopySession, Snapshot
 
-# Each CSV block becomes one batch and one Parquet row group (ParquetWriter.write_batch closes a row
-# group per call; PARQUET_ROW_GROUP only caps it). 4 MB measured fastest (1 MB and 16 MB are ~10%
-# slower) and keeps peak memory a few blocks per table being dumped.
-CSV_BLOCK_SIZE = 4 << 20
+# Each chunk of COPY data (copy_read.CHUNK_BYTES) becomes one batch and one Parquet row group
+# (ParquetWriter.write_batch closes a row group per call; PARQUET_ROW_GROUP only caps it).
 PARQUET_ROW_GROUP = 256 * 1024
 ZSTD_LEVEL = 1
-FORMAT_VERSION = 1
+# 1: rows read as CSV, copy_sha256 of that CSV text. 2: read as binary COPY (first field a marker,
+# see copy_read), copy_sha256 of that binary stream. Same Parquet either way.
+FORMAT_VERSION = 2
 
 
 def safe_file_stem(ref: TableRef) -> str:
@@ -100,8 +100,9 @@ def parquet_writer(sink, schema: pa.Schema) -> pq.ParquetWriter:
     )
 
 
-def dump_table(snapshot: Snapshot, conn: psycopg.Connection, ref: TableRef, out_dir: Path) -> TableDump:
-    """Write the table's rows and description into out_dir; `conn` is a worker of `snapshot`."""
+def dump_table(snapshot: Snapshot | CopySession, conn: psycopg.Connection, ref: TableRef, out_dir: Path) -> TableDump:
+    """Write the table's rows and description into out_dir; `conn` is a worker of `snapshot` (or
+    of the snapshot of the worker's psql `CopySession`)."""
     started = time.monotonic()
     description = describe_table(conn, ref)
     stem = safe_file_stem(ref)
@@ -112,8 +113,8 @@ def dump_table(snapshot: Snapshot, conn: psycopg.Connection, ref: TableRef, out_
         "format_version": FORMAT_VERSION,
         **description.to_json(),
         "row_count": rows,
-        # The rows as the server wrote them (`copy_select_sql`): a restore reads the restored table
-        # the same way and compares, which proves it equal to the source without parsing it.
+        # The rows as the server wrote them (`copy_select_sql` of this format): a restore reads the
+        # restored table the same way and compares, which proves it equal to the source without parsing it.
         "copy_sha256": copy_digest,
         "parquet": {"file": parquet_path.name, "bytes": size, "sha256": digest},
         "arrow_schema": [{"name": f.name, "type": str(f.type)} for f in schema],
@@ -130,16 +131,20 @@ def dump_table(snapshot: Snapshot, conn: psycopg.Connection, ref: TableRef, out_
     )
 
 
-def copy_select_sql(columns: list[Column], ref: TableRef) -> str:
-    """The COPY a dump reads a table with (and a restore reads it back with, to compare)."""
-    exprs, _ = select_expressions(columns)
-    return f"COPY (SELECT {', '.join(exprs)} FROM ONLY {ref.sql}) TO STDOUT (FORMAT csv)"
+def copy_select_sql(columns: list[Column], ref: TableRef, format_version: int = FORMAT_VERSION) -> str:
+    """The COPY a dump of `format_version` reads a table with (a restore reads it back the same way,
+    to compare digests)."""
+    if format_version < 2:
+        exprs, _ = select_expressions(columns)
+        return f"COPY (SELECT {', '.join(exprs)} FROM ONLY {ref.sql}) TO STDOUT (FORMAT csv)"
+    exprs, _ = select_expressions(columns, binary=True)
+    return f"COPY (SELECT {', '.join([MARKER_SQL, *exprs])} FROM ONLY {ref.sql}) TO STDOUT (FORMAT binary)"
 
 
 def _write_parquet(
-    snapshot: Snapshot, conn: psycopg.Connection, description: TableDescription, schema: pa.Schema, path: Path
+    snapshot: Snapshot | CopySession, conn: psycopg.Connection, description: TableDescription, schema: pa.Schema, path: Path
 ) -> tuple[int, int, str, str | None]:
-    """(rows, Parquet size, Parquet SHA-256, SHA-256 of the COPY text read)."""
+    """(rows, Parquet size, Parquet SHA-256, SHA-256 of the COPY stream read)."""
     exprs, _ = select_expressions(description.columns)
     rows = 0
     copied = None
@@ -152,29 +157,19 @@ def _write_parquet(
             else:
                 with snapshot.copy_out(copy_select_sql(description.columns, description.ref)) as pipe:
                     copied = HashingReader(pipe)
-                    if pipe.peek(1):  # an empty table: pyarrow refuses to open an empty CSV
-                        for batch in csv_batches(copied, description.columns, schema):
-                            writer.write_batch(batch, row_group_size=PARQUET_ROW_GROUP)
-                            rows += batch.num_rows
+                    for batch in binary_batches(copied, description.columns, schema):
+                        writer.write_batch(batch, row_group_size=PARQUET_ROW_GROUP)
+                        rows += batch.num_rows
         finally:
             size, digest = _finish(writer, sink)
     return rows, size, digest, copied.hexdigest() if copied else None
 
 
-def csv_batches(stream, columns, schema: pa.Schema):
-    """Record batches (in `schema`) from the CSV bytes of `COPY (SELECT select_expressions(columns))`."""
-    _, csv_fields = select_expressions(columns)
-    reader = pacsv.open_csv(
-        stream,
-        read_options=pacsv.ReadOptions(column_names=[n for n, _ in csv_fields], block_size=CSV_BLOCK_SIZE),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict(csv_fields), true_values=["t"], false_values=["f"], null_values=[""],
-            strings_can_be_null=True, quoted_strings_can_be_null=False,
-        ),
-    )
-    for batch in reader:
-        yield pa.RecordBatch.from_arrays(convert_batch(columns, batch), schema=schema)
+def binary_batches(stream, columns: list[Column], schema: pa.Schema):
+    """Record batches (in `schema`) from the bytes of `copy_select_sql(columns, ...)` (binary)."""
+    _, fields = select_expressions(columns, binary=True)
+    for arrays in read_chunks(stream, [t for _, t in fields]):
+        yield pa.RecordBatch.from_arrays(convert_batch(columns, arrays), schema=schema)
 
 
 def _finish(writer: pq.ParquetWriter, sink: HashingWriter) -> tuple[int, str]:

@@ -279,9 +279,9 @@ def _float_bits(values: list | None) -> list | None:
 
 @pytest.mark.parametrize("with_overflow", [True, False], ids=["overflow-values", "lists-only"])
 def test_many_array_rows_round_trip_exactly(project_db_url, db, tmp_path, monkeypatch, copy_format, with_overflow):
-    from supabackup_pipeline.core import table_dump
+    from supabackup_pipeline.core import copy_read
 
-    monkeypatch.setattr(table_dump, "CSV_BLOCK_SIZE", 64 << 10)  # many batches, so conversions meet batch edges
+    monkeypatch.setattr(copy_read, "CHUNK_BYTES", 64 << 10)  # many chunks, so decoding and conversions meet their edges
     db.execute("""
         CREATE TABLE public.arrays (id int PRIMARY KEY, a_i2 smallint[], a_i4 int[], a_i8 bigint[], a_f4 real[],
                                     a_f8 float8[], a_bool bool[], a_txt text[], a_vc varchar(40)[], a_bp char(3)[])
