@@ -78,6 +78,10 @@ class Tag:
     DESCRIPTION = "supabackup/description"
     SOURCE = "supabackup/source"  # cli, when the command line launched it
     PRE_ROLLBACK_OF = "supabackup/pre_rollback_of"  # a rollback's safety backup
+    REFUSED = "supabackup/refused"  # why a backup run was refused (it ends canceled, see assets/refusal.py)
+
+
+PARTITION_TAG = "dagster/partition"  # Dagster's own tag: the partition (backup ID) of a run
 
 
 class Group:

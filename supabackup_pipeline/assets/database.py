@@ -11,6 +11,7 @@ import dagster as dg
 
 from supabackup_pipeline.settings import Group
 from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, USERS_KEY, live_table_key, table_key
+from supabackup_pipeline.assets.refusal import refusal_cancels_run
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.database_backup import backup_database, database_parts
@@ -119,14 +120,14 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
     def database_dump(context: dg.AssetExecutionContext, database: SupabaseDatabase, backups: BackupStorage):
         backup_id = validate_backup_id(context.partition_key)
         store = backups.store()
-        staging = store.start(backup_id)
         selected = context.selected_asset_keys
         complete = DATABASE_SCHEMA_KEY in selected
         wanted = None if complete else {by_key[k] for k in selected if k in by_key}
-        result = backup_database(
-            database.database_url(), staging, database.schema_list(), tables=wanted,
-            include_users=USERS_KEY in selected, log=context.log.info,
-        )
+        with refusal_cancels_run(context):  # a published ID, or the project busy: the run ends canceled
+            result = backup_database(
+                database.database_url(), store.start(backup_id), database.schema_list(), tables=wanted,
+                include_users=USERS_KEY in selected, log=context.log.info,
+            )
         parts = database_parts(result, complete, database.schema_list())
         store.write_part(backup_id, Component.DATABASE, parts.database.to_json())
         if parts.users:

@@ -6,6 +6,7 @@ import dagster as dg
 from supabackup_pipeline.settings import Group, Tag
 from supabackup_pipeline.core.parts import BackupStatus
 from supabackup_pipeline.assets.keys import MANIFEST_KEY
+from supabackup_pipeline.assets.refusal import refusal_cancels_run
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.manifest import write_manifest_and_publish
@@ -27,6 +28,8 @@ def build_manifest_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
     def backup_manifest(context: dg.AssetExecutionContext, config: ManifestConfig, backups: BackupStorage):
         backup_id = validate_backup_id(context.partition_key)
         store = backups.store()
+        with refusal_cancels_run(context):  # a published ID: the run ends canceled, not failed
+            store.refuse_published(backup_id)
         if not store.read_parts(backup_id):
             raise SupabackupError(f"backup {backup_id}: no component was written, nothing to publish")
         description = config.description or context.run.tags.get(Tag.DESCRIPTION, "")

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from supabackup_pipeline.settings import Group
 from supabackup_pipeline.assets.keys import STORAGE_BUCKETS_KEY, bucket_key
+from supabackup_pipeline.assets.refusal import refusal_cancels_run
 from supabackup_pipeline.core.parts import Component, StoragePart
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.discovery_cache import update_catalog
@@ -106,7 +107,8 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
         started = time.monotonic()
         backup_id = validate_backup_id(context.partition_key)
         store = backups.store()
-        staging = store.start(backup_id)
+        with refusal_cancels_run(context):  # a published ID: the run ends canceled, not failed
+            staging = store.start(backup_id)
         selected = context.selected_asset_keys
         complete = STORAGE_BUCKETS_KEY in selected
         out = staging / STORAGE_DIR

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from processes import start_group, stop_group
+from supabackup_pipeline.code_location import location_origin
 from supabackup_pipeline.console import render_database_plan
 from supabackup_pipeline.core.content_check import TableProbe, content_changes, probes_from_plan
 from supabackup_pipeline.core.store import BackupStore
@@ -160,6 +161,27 @@ def test_the_sensors_remove_what_a_failed_or_canceled_ui_backup_left(tmp_path, s
         sensor(context.for_run_failure() if event == "PIPELINE_FAILURE" else context)
         assert store.staging_ids() == [] and not store.owner_file(backup_id).exists()
         assert not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
+
+
+# ------------------------------------------------------------------ CLI runs are the code location's runs
+def test_cli_runs_are_runs_of_the_workspace_code_location(env):
+    """What the job's Runs page asks for (job name + the repository tag) and the timeline reads
+    (the run's repository origin) find a CLI backup, under the location name workspace.yaml gives."""
+    done = cli(["backup", "--components", "database", "--json"], env)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    location = location_origin().location_name
+    assert location == "supabackup_pipeline.definitions"  # workspace.yaml: python_module, no location_name
+    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    try:
+        on_job_page = instance.get_runs(dg.RunsFilter(job_name="backup_job", tags={
+            ".dagster/repository": f"__repository__@{location}"}))
+        assert [r.run_id for r in on_job_page] == [run_id]
+        origin = on_job_page[0].remote_job_origin.repository_origin
+        assert (origin.repository_name, origin.code_location_origin.location_name) == ("__repository__", location)
+        assert on_job_page[0].tags["supabackup/source"] == "cli"
+    finally:
+        instance.dispose()
 
 
 # ------------------------------------------------------------------ honest status, exit codes

@@ -16,6 +16,7 @@ import pytest
 
 from supabackup_pipeline.assets.keys import table_key
 from supabackup_pipeline.core.files import sha256_file
+from supabackup_pipeline.core.project_lock import ADVISORY_LOCK_KEY
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.definitions import build_definitions
 from supabackup_pipeline.jobs.backup import backup_schedule
@@ -130,6 +131,44 @@ def test_a_table_created_after_definitions_loaded_is_still_backed_up(env, seeded
     finally:
         with psycopg.connect(seeded, autocommit=True) as db:
             db.execute("DROP TABLE public.late_arrival")
+
+
+def _refusal(instance: dg.DagsterInstance, run_id: str) -> str:
+    """A refused run ends canceled (so Dagster marks no partition failed) and says why in a tag."""
+    run = instance.get_run_by_id(run_id)
+    assert run.status == dg.DagsterRunStatus.CANCELED, run.status
+    failures = [e.dagster_event.step_failure_data.error.cause.message for e in instance.all_logs(run_id)
+                if e.dagster_event and e.dagster_event.is_step_failure]  # the cause: our error, not Dagster's wrapper
+    assert failures and all(run.tags["supabackup/refused"] in message for message in failures), failures
+    return run.tags["supabackup/refused"]
+
+
+def test_relaunching_a_published_backup_id_is_refused_and_the_run_ends_canceled(env):
+    """What the UI's Materialize on an existing partition does: every step refuses, nothing is
+    written, and the run ends canceled rather than failed."""
+    result = run_backup(components=["database"])
+    backup_id, root = result["backup_id"], Path(result["path"])
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    instance = dg.DagsterInstance.get()
+    job = build_definitions(env["BACKUP_PATH"]).resolve_job_def("backup_job")
+    rerun = job.execute_in_process(instance=instance, partition_key=backup_id, raise_on_error=False)
+    assert "already exists" in _refusal(instance, rerun.run_id)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
+    assert not BackupStore(Path(env["BACKUP_PATH"])).staging_ids()
+
+
+def test_a_backup_refused_because_the_project_is_busy_ends_canceled_and_leaves_nothing(env, seeded):
+    import psycopg
+
+    with psycopg.connect(seeded) as rollback_in_progress:  # holds the lock a backup or rollback takes
+        rollback_in_progress.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        result = run_backup(components=["database"])
+    assert result["status"] == "failed" and "rollback is running" in result["error"], result
+    assert "rollback is running" in _refusal(dg.DagsterInstance.get(), result["run_id"])
+    store = BackupStore(Path(env["BACKUP_PATH"]))
+    assert result["backup_id"] not in store.backup_ids() + store.staging_ids()
+    assert not dg.DagsterInstance.get().has_dynamic_partition(BACKUP_PARTITIONS_NAME, result["backup_id"])
 
 
 def test_schedule_tick_adds_one_partition_and_requests_one_run():
