@@ -82,6 +82,7 @@ class Tag:
 
 
 PARTITION_TAG = "dagster/partition"  # Dagster's own tag: the partition (backup ID) of a run
+SCHEDULE_TAG = "dagster/schedule_name"  # Dagster's own tag: the schedule that requested a run
 
 
 class Group:

@@ -14,7 +14,8 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from supabackup_pipeline.assets.keys import table_key
+from supabackup_pipeline.assets.keys import MANIFEST_KEY, table_key
+from supabackup_pipeline.assets.manifest import taken_by
 from supabackup_pipeline.core.files import sha256_file
 from supabackup_pipeline.core.project_lock import ADVISORY_LOCK_KEY
 from supabackup_pipeline.core.store import BackupStore
@@ -110,6 +111,19 @@ def test_backup_writes_a_complete_checksummed_private_backup(env):
     details = show_backup(result["backup_id"])
     assert {t["table"]: t["rows"] for t in details["tables"]} == {"public.customers": 500, "public.orders": 2000}
 
+    # what the UI shows for this backup (the manifest's partition): who, when, how long, per table
+    [record] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=MANIFEST_KEY, asset_partitions=[result["backup_id"]]), limit=1).records
+    meta = record.asset_materialization.metadata
+    assert meta["description"].value == "first" and meta["taken_by"].value == "command line"
+    assert meta["created_at"].value == datetime.fromisoformat(manifest["created_at"]).timestamp()
+    assert 0 < meta["duration_s"].value < 240
+    rows = {r.data["table"]: (r.data["rows"], r.data["bytes"]) for r in meta["tables"].value.records}
+    files = manifest["files"]
+    assert rows["public.orders"] == (2000, files["database/public.orders.parquet"]["bytes"]
+                                     + files["database/public.orders.json"]["bytes"])
+    assert rows["public.customers"][0] == 500 and rows["auth.users"][0] == 1
+
 
 def test_a_table_created_after_definitions_loaded_is_still_backed_up(env, seeded):
     import psycopg
@@ -169,6 +183,14 @@ def test_a_backup_refused_because_the_project_is_busy_ends_canceled_and_leaves_n
     store = BackupStore(Path(env["BACKUP_PATH"]))
     assert result["backup_id"] not in store.backup_ids() + store.staging_ids()
     assert not dg.DagsterInstance.get().has_dynamic_partition(BACKUP_PARTITIONS_NAME, result["backup_id"])
+
+
+def test_the_ui_tells_a_safety_backup_from_a_scheduled_manual_or_cli_one():
+    assert taken_by({"supabackup/pre_rollback_of": "20261127T120000Z", "supabackup/source": "cli"}) == (
+        "safety backup before the rollback to 20261127T120000Z")
+    assert taken_by({"dagster/schedule_name": "backup_schedule"}) == "schedule backup_schedule"
+    assert taken_by({"supabackup/source": "cli"}) == "command line"
+    assert taken_by({}) == "Dagster UI (manual)"
 
 
 def test_schedule_tick_adds_one_partition_and_requests_one_run():
