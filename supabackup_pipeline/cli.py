@@ -342,10 +342,11 @@ def cmd_rollbacks(args) -> int:
 
 
 def cmd_refresh_tables(args) -> int:
+    from supabackup_pipeline.core.discovery_cache import RELOAD_HINT
     from supabackup_pipeline.operations import refresh_tables
 
     tables = refresh_tables()
-    print(f"{len(tables)} tables cached; reload the code location to see new assets")
+    print(f"{len(tables)} tables cached; {RELOAD_HINT}")
     return 0
 
 

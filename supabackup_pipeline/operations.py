@@ -16,8 +16,7 @@ from supabackup_pipeline.settings import COMPONENT_GROUPS, PARTITION_TAG, Tag, e
 from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.code_location import execute_location_run
 from supabackup_pipeline.core.backup_id import unique_backup_id, validate_backup_id
-from supabackup_pipeline.core.catalog import list_tables
-from supabackup_pipeline.core.discovery_cache import update_catalog
+from supabackup_pipeline.core.discovery_cache import refresh_catalog
 from supabackup_pipeline.core.parts import BackupStatus, Parts
 from supabackup_pipeline.core.errors import REFUSAL_CLASSES, ConfigError
 from supabackup_pipeline.core.rollback_history import rollback_history
@@ -337,6 +336,4 @@ def refresh_tables() -> list[str]:
     db_url = check_db_url(os.getenv("SUPABASE_DB_URL"))
     schemas = settings.parse_schemas(settings.schemas_setting())
     with connect(db_url) as conn:
-        tables = list_tables(conn, schemas)
-    update_catalog(_store(must_exist=False).state_dir, tables=[[t.schema, t.name] for t in tables])
-    return [t.qualified for t in tables]
+        return refresh_catalog(conn, schemas, _store(must_exist=False).state_dir)[0]

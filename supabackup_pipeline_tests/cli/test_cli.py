@@ -18,6 +18,7 @@ from supabackup_pipeline.code_location import location_origin
 from supabackup_pipeline.console import render_database_plan
 from supabackup_pipeline.core.content_check import TableProbe, content_changes, probes_from_plan
 from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.definitions import build_definitions
 from supabackup_pipeline.dev.stack import service_role_key
 from supabackup_pipeline.jobs.retention import discard_canceled_backup, discard_failed_backup
 from supabackup_pipeline.operations import run_backup
@@ -182,6 +183,21 @@ def test_cli_runs_are_runs_of_the_workspace_code_location(env):
         assert on_job_page[0].tags["supabackup/source"] == "cli"
     finally:
         instance.dispose()
+
+
+def test_after_a_rollback_the_asset_graph_defines_the_restored_table_and_the_live_users_tables(env, seeded):
+    """The demo's story: a table dropped after the backup is restored by a rollback whose safety
+    backup (taken while it was dropped) rewrote the asset list; the list follows the live project
+    again and the run says to reload."""
+    backup_id = run_backup(components=["database"])["backup_id"]
+    with psycopg.connect(seeded, autocommit=True) as db:
+        db.execute("DROP TABLE public.notes")
+    done = cli(["rollback", backup_id, "--yes", "--components", "database"], env)
+    assert done.returncode == 0, done.stderr
+    assert "reload the code location" in done.stderr
+    keys = {k.to_user_string() for k in build_definitions(env["BACKUP_PATH"]).resolve_asset_graph().get_all_asset_keys()}
+    assert {"supabase/public/notes", "live/public/notes"} <= keys
+    assert {"live/auth/users", "live/auth/identities", "live/auth/mfa_factors"} <= keys  # a rollback restores them
 
 
 # ------------------------------------------------------------------ honest status, exit codes
