@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from supabackup_pipeline.core.errors import BackupExists
+from supabackup_pipeline.core.errors import BackupExists, RunRefused
 from supabackup_pipeline.core.project_lock import ProjectBusy
 from supabackup_pipeline.settings import Tag
 
@@ -34,7 +34,11 @@ def cancel_as_refused(instance: dg.DagsterInstance, run_id: str, reason: str) ->
 
 @contextmanager
 def refusal_cancels_run(context: dg.OpExecutionContext):
-    """Around a backup step's body: a refusal cancels the run (see above), then fails the step."""
+    """Around a backup step's body: a refusal cancels the run (see above), then fails the step. A step
+    of a run that an earlier step refused refuses at once (in-process runs go on to the next step)."""
+    run = context.instance.get_run_by_id(context.run.run_id)  # fresh: tags added since the run started
+    if run is not None and run.tags.get(Tag.REFUSED):
+        raise RunRefused(f"not started: this run was refused ({run.tags[Tag.REFUSED]})")
     try:
         yield
     except REFUSALS as exc:

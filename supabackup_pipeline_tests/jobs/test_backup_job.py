@@ -147,14 +147,15 @@ def test_a_table_created_after_definitions_loaded_is_still_backed_up(env, seeded
             db.execute("DROP TABLE public.late_arrival")
 
 
-def _refusal(instance: dg.DagsterInstance, run_id: str) -> str:
-    """A refused run ends canceled (so Dagster marks no partition failed) and says why in a tag."""
+def _refusal(instance: dg.DagsterInstance, run_id: str) -> tuple[str, set[str]]:
+    """A refused run ends canceled (so Dagster marks no partition failed) and says why in a tag and in
+    each step that refused; (the reason, those steps)."""
     run = instance.get_run_by_id(run_id)
     assert run.status == dg.DagsterRunStatus.CANCELED, run.status
-    failures = [e.dagster_event.step_failure_data.error.cause.message for e in instance.all_logs(run_id)
-                if e.dagster_event and e.dagster_event.is_step_failure]  # the cause: our error, not Dagster's wrapper
-    assert failures and all(run.tags["supabackup/refused"] in message for message in failures), failures
-    return run.tags["supabackup/refused"]
+    failures = {e.step_key: e.dagster_event.step_failure_data.error.cause.message for e in instance.all_logs(run_id)
+                if e.dagster_event and e.dagster_event.is_step_failure}  # the cause: our error, not Dagster's wrapper
+    assert failures and all(run.tags["supabackup/refused"] in m for m in failures.values()), failures
+    return run.tags["supabackup/refused"], set(failures)
 
 
 def test_relaunching_a_published_backup_id_is_refused_and_the_run_ends_canceled(env):
@@ -166,7 +167,8 @@ def test_relaunching_a_published_backup_id_is_refused_and_the_run_ends_canceled(
     instance = dg.DagsterInstance.get()
     job = build_definitions(env["BACKUP_PATH"]).resolve_job_def("backup_job")
     rerun = job.execute_in_process(instance=instance, partition_key=backup_id, raise_on_error=False)
-    assert "already exists" in _refusal(instance, rerun.run_id)
+    reason, refused_steps = _refusal(instance, rerun.run_id)
+    assert "already exists" in reason and refused_steps == {"database_dump", "storage_mirror"}
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
     assert instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
     assert not BackupStore(Path(env["BACKUP_PATH"])).staging_ids()
@@ -177,9 +179,11 @@ def test_a_backup_refused_because_the_project_is_busy_ends_canceled_and_leaves_n
 
     with psycopg.connect(seeded) as rollback_in_progress:  # holds the lock a backup or rollback takes
         rollback_in_progress.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-        result = run_backup(components=["database"])
+        result = run_backup(components=["database", "storage"])
     assert result["status"] == "failed" and "rollback is running" in result["error"], result
-    assert "rollback is running" in _refusal(dg.DagsterInstance.get(), result["run_id"])
+    reason, refused_steps = _refusal(dg.DagsterInstance.get(), result["run_id"])
+    # the storage step, next in this in-process run, refused at once instead of mirroring every bucket
+    assert "rollback is running" in reason and refused_steps == {"database_dump", "storage_mirror"}
     store = BackupStore(Path(env["BACKUP_PATH"]))
     assert result["backup_id"] not in store.backup_ids() + store.staging_ids()
     assert not dg.DagsterInstance.get().has_dynamic_partition(BACKUP_PARTITIONS_NAME, result["backup_id"])
