@@ -110,10 +110,13 @@ def test_backup_writes_a_complete_checksummed_private_backup(env):
 
     details = show_backup(result["backup_id"])
     assert {t["table"]: t["rows"] for t in details["tables"]} == {"public.customers": 500, "public.orders": 2000}
+    assert_ui_metadata(instance, result["backup_id"], manifest)
 
-    # what the UI shows for this backup (the manifest's partition): who, when, how long, per table
+
+def assert_ui_metadata(instance: dg.DagsterInstance, backup_id: str, manifest: dict) -> None:
+    """What the UI shows for a backup (the manifest's partition): who, when, how long, per table."""
     [record] = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=MANIFEST_KEY, asset_partitions=[result["backup_id"]]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=MANIFEST_KEY, asset_partitions=[backup_id]), limit=1).records
     meta = record.asset_materialization.metadata
     assert meta["description"].value == "first" and meta["taken_by"].value == "command line"
     assert meta["created_at"].value == datetime.fromisoformat(manifest["created_at"]).timestamp()
