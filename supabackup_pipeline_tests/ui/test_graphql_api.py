@@ -79,11 +79,16 @@ def launch_and_wait(gql, repo, job: str, config: dict | None = None, partition: 
     result = gql(LAUNCH, params=params)["launchRun"]
     assert result["__typename"] == "LaunchRunSuccess", result
     run_id = result["run"]["runId"]
+    return run_id, wait_for_status(gql, run_id)
+
+
+def wait_for_status(gql, run_id: str) -> str:
+    """The status a run ends with."""
     deadline = time.monotonic() + 180
     while (status := gql(STATUS, id=run_id)["runOrError"]["status"]) not in ("SUCCESS", "FAILURE", "CANCELED"):
-        assert time.monotonic() < deadline, f"{job} still {status}"
+        assert time.monotonic() < deadline, f"run {run_id} still {status}"
         time.sleep(1)
-    return run_id, status
+    return status
 
 
 def launch(gql, repo, job: str, config: dict | None = None, partition: str = BACKUP_ID) -> str:
@@ -180,6 +185,16 @@ def test_cli_runs_show_on_the_job_page_and_timeline_reach_the_sensors_and_a_refu
     # retention ran after it (the daemon's prune_after_backup), as after a backup launched in the UI
     [prune] = wait_for_runs(gql, "dagster/run_key", f"prune-after-{backup['run_id']}")
     assert prune["pipelineName"] == "prune_job"
+
+    # the UI can re-execute a CLI run: its run config (in-process executor, the CLI's logger) is the job's own
+    verified = subprocess.run([sys.executable, "-m", "supabackup_pipeline", "verify", backup["backup_id"], "--json"],
+                              env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    assert verified.returncode == 0, verified.stderr
+    again = gql("""mutation($id: String!) { launchRunReexecution(reexecutionParams: {parentRunId: $id, strategy: ALL_STEPS}) {
+        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+        ... on RunConfigValidationInvalid { errors { message } } } }""", id=json.loads(verified.stdout)["run_id"])
+    assert again["launchRunReexecution"]["__typename"] == "LaunchRunSuccess", again
+    assert wait_for_status(gql, again["launchRunReexecution"]["run"]["runId"]) == "SUCCESS"
 
     # the manifest's metadata for that partition: who took it, when, how long, per table
     data = gql("""query($part: String!) { assetOrError(assetKey: {path: ["supabase", "backup", "manifest"]}) {
