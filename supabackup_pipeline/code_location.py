@@ -12,24 +12,13 @@ execute` uses after creating its run) is that call.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import dagster as dg
+
+from supabackup_pipeline.settings import workspace_file
 
 DEFINITIONS_MODULE = "supabackup_pipeline.definitions"
 REPOSITORY_NAME = "__repository__"  # the one repository a Definitions object makes
-WORKSPACE_ENV = "SUPABACKUP_WORKSPACE"
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}  # run config: steps run in this process
-
-
-def workspace_file() -> Path | None:
-    """SUPABACKUP_WORKSPACE, else the repository's workspace.yaml (absent in a plain `pip install`)."""
-    configured = os.getenv(WORKSPACE_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    bundled = Path(__file__).resolve().parent.parent / "workspace.yaml"
-    return bundled if bundled.is_file() else None
 
 
 def location_origin():

@@ -200,6 +200,17 @@ def test_after_a_rollback_the_asset_graph_defines_the_restored_table_and_the_liv
     assert {"live/auth/users", "live/auth/identities", "live/auth/mfa_factors"} <= keys  # a rollback restores them
 
 
+def test_cli_runs_take_the_location_name_the_given_workspace_file_uses(tmp_path, monkeypatch):
+    """SUPABACKUP_WORKSPACE: a deployment whose workspace.yaml names the location gets CLI runs under that name."""
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: supabackup_pipeline.definitions\n"
+        "      location_name: supabackup\n")
+    monkeypatch.setenv("SUPABACKUP_WORKSPACE", str(tmp_path / "workspace.yaml"))
+    assert location_origin().location_name == "supabackup"
+    monkeypatch.delenv("SUPABACKUP_WORKSPACE")
+    assert location_origin().location_name == "supabackup_pipeline.definitions"  # the repository's workspace.yaml
+
+
 # ------------------------------------------------------------------ honest status, exit codes
 def test_quick_verify_never_says_valid_and_the_shown_status_is_the_last_full_verification(env):
     backup_id = run_backup(components=["database"])["backup_id"]
