@@ -35,10 +35,11 @@ def cancel_as_refused(instance: dg.DagsterInstance, run_id: str, reason: str) ->
 @contextmanager
 def refusal_cancels_run(context: dg.OpExecutionContext):
     """Around a backup step's body: a refusal cancels the run (see above), then fails the step. A step
-    of a run that an earlier step refused refuses at once (in-process runs go on to the next step)."""
-    run = context.instance.get_run_by_id(context.run.run_id)  # fresh: tags added since the run started
-    if run is not None and run.tags.get(Tag.REFUSED):
-        raise RunRefused(f"not started: this run was refused ({run.tags[Tag.REFUSED]})")
+    of a run being canceled (an earlier step refused; in-process runs go on to the next step) refuses at
+    once. The run's status decides, not the tag alone: a re-execution copies its parent's tags."""
+    run = context.instance.get_run_by_id(context.run.run_id)  # fresh: its status and tags now
+    if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+        raise RunRefused(f"not started: this run is being canceled ({run.tags.get(Tag.REFUSED, 'terminated')})")
     try:
         yield
     except REFUSALS as exc:
