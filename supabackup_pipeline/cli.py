@@ -11,9 +11,8 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-from supabackup_pipeline.settings import ensure_dagster_home
+from supabackup_pipeline.settings import ensure_dagster_home, workspace_file
 from supabackup_pipeline.core.parts import COMPONENTS, GOOD_STATUSES
 from supabackup_pipeline.core.errors import SupabackupError, UsageError
 
@@ -102,9 +101,9 @@ def cmd_dev(args) -> int:
     check_port_free(args.port)
     env = _stack_environment()
     print("starting dagster dev", file=sys.stderr)
-    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    workspace = workspace_file()
     cmd = [sys.executable, "-m", "dagster", "dev", "-p", str(args.port)]
-    if workspace.exists():
+    if workspace is not None:
         cmd += ["-w", str(workspace)]
     else:
         cmd += ["-m", "supabackup_pipeline.definitions"]
@@ -342,10 +341,11 @@ def cmd_rollbacks(args) -> int:
 
 
 def cmd_refresh_tables(args) -> int:
+    from supabackup_pipeline.core.discovery_cache import RELOAD_HINT
     from supabackup_pipeline.operations import refresh_tables
 
     tables = refresh_tables()
-    print(f"{len(tables)} tables cached; reload the code location to see new assets")
+    print(f"{len(tables)} tables cached; {RELOAD_HINT}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """What the CLI does, as functions: run the Dagster jobs in-process and read backups back.
 
-Runs go through the Dagster instance at DAGSTER_HOME, so they appear in the UI like any other.
+Runs go through the Dagster instance at DAGSTER_HOME as runs of the code location's jobs, so they
+appear in the UI (job pages, timeline) and reach the sensors like runs launched there.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from pathlib import Path
 import dagster as dg
 
 from supabackup_pipeline import settings
-from supabackup_pipeline.settings import Tag, ensure_dagster_home
+from supabackup_pipeline.settings import PARTITION_TAG, Tag, ensure_dagster_home
+from supabackup_pipeline.code_location import execute_location_run
 from supabackup_pipeline.core.backup_id import validate_backup_id
-from supabackup_pipeline.core.catalog import list_tables
-from supabackup_pipeline.core.discovery_cache import update_catalog
+from supabackup_pipeline.core.discovery_cache import refresh_catalog
 from supabackup_pipeline.core.parts import BackupStatus, Parts
 from supabackup_pipeline.core.errors import REFUSAL_CLASSES, ConfigError
 from supabackup_pipeline.core.rollback_history import rollback_history
@@ -79,15 +80,16 @@ def _check_env(components: list[str]) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def _execute(defs: dg.Definitions, name: str, run_config: dict | None = None, **kwargs) -> dg.ExecuteInProcessResult:
-    """Run a job of the code location in-process: quiet (one line per phase) unless --verbose."""
-    from supabackup_pipeline.console import phase_logger
-
-    job = defs.resolve_job_def(name)
+def _execute(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, run_config: dict | None = None,
+             partition_key: str | None = None, tags: dict | None = None,
+             asset_selection: list[dg.AssetKey] | None = None) -> dg.ExecutionResult:
+    """Run a job of the code location in this process, as a run of that code location (see
+    code_location.py): quiet (one line per phase) unless --verbose."""
+    run_config = dict(run_config or {})
     if not os.getenv(VERBOSE_ENV):
-        job = job.with_logger_defs({"phases": phase_logger})
-        run_config = {**(run_config or {}), "loggers": {"phases": {}}}
-    result = job.execute_in_process(run_config=run_config, raise_on_error=False, **kwargs)
+        run_config["loggers"] = {"phases": {}}  # the code location's logger (definitions.py)
+    tags = {**(tags or {}), **({PARTITION_TAG: partition_key} if partition_key else {})}
+    result = execute_location_run(instance, defs.resolve_job_def(name), run_config, tags, asset_selection)
     if _failure(result)[0] == "DagsterExecutionInterruptedError":  # Dagster turned Ctrl-C into a failed step
         raise KeyboardInterrupt
     return result
@@ -103,7 +105,7 @@ def explain(cls_name: str, message: str) -> str:
     return message
 
 
-def _failure(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
+def _failure(result: dg.ExecutionResult) -> tuple[str, str]:
     """(class name, message) of the error that failed the run, unwrapped to ours."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
@@ -118,7 +120,7 @@ def _failure(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
     return "", "the run failed (see the run's logs in the Dagster UI)"
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+def _failure_message(result: dg.ExecutionResult) -> str:
     return _failure(result)[1]
 
 
@@ -322,6 +324,4 @@ def refresh_tables() -> list[str]:
     db_url = check_db_url(os.getenv("SUPABASE_DB_URL"))
     schemas = settings.parse_schemas(settings.schemas_setting())
     with connect(db_url) as conn:
-        tables = list_tables(conn, schemas)
-    update_catalog(_store(must_exist=False).state_dir, tables=[[t.schema, t.name] for t in tables])
-    return [t.qualified for t in tables]
+        return refresh_catalog(conn, schemas, _store(must_exist=False).state_dir)[0]

@@ -59,6 +59,16 @@ def retention_policy() -> RetentionPolicy:
     return RetentionPolicy(**values)
 
 
+def workspace_file() -> Path | None:
+    """SUPABACKUP_WORKSPACE (the workspace.yaml the webserver and daemon load), else the repository's
+    (absent in a plain `pip install`)."""
+    configured = os.getenv("SUPABACKUP_WORKSPACE")
+    if configured:
+        return Path(configured).expanduser()
+    bundled = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    return bundled if bundled.is_file() else None
+
+
 def ensure_dagster_home() -> Path:
     """DAGSTER_HOME, or a persistent default (~/.supabackup/dagster_home) so runs are kept; one we
     create has telemetry off."""
@@ -78,6 +88,11 @@ class Tag:
     DESCRIPTION = "supabackup/description"
     SOURCE = "supabackup/source"  # cli, when the command line launched it
     PRE_ROLLBACK_OF = "supabackup/pre_rollback_of"  # a rollback's safety backup
+    REFUSED = "supabackup/refused"  # why a backup run was refused (it ends canceled, see assets/refusal.py)
+
+
+PARTITION_TAG = "dagster/partition"  # Dagster's own tag: the partition (backup ID) of a run
+SCHEDULE_TAG = "dagster/schedule_name"  # Dagster's own tag: the schedule that requested a run
 
 
 class Group:

@@ -11,24 +11,30 @@ import dagster as dg
 
 from supabackup_pipeline.settings import Group
 from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, USERS_KEY, live_table_key, table_key
+from supabackup_pipeline.assets.refusal import refusal_cancels_run
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.catalog import TableRef
-from supabackup_pipeline.core.database_backup import backup_database, database_parts
-from supabackup_pipeline.core.discovery_cache import update_catalog
+from supabackup_pipeline.core.database_backup import AUTH_TABLES, backup_database, database_parts
+from supabackup_pipeline.core.discovery_cache import RELOAD_HINT, update_catalog
 from supabackup_pipeline.core.parts import Component
 from supabackup_pipeline.core.table_dump import TableDump
 from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase
 
 
+LIVE_AUTH_TABLES = [TableRef("auth", name) for name in AUTH_TABLES[:3]]  # every project has these three
+
+
 def live_table_specs(tables: list[TableRef]) -> list[dg.AssetSpec]:
-    """The live project's tables, as external assets: lineage reads live table → backup."""
+    """The live project's tables and its users tables, as external assets: lineage reads live table →
+    backup, and a rollback reports a materialization of each table it restored."""
+    users = [t for t in LIVE_AUTH_TABLES if t not in tables]
     return [
         dg.AssetSpec(
             live_table_key(t.schema, t.name), group_name=Group.LIVE, kinds={"supabase", "postgres"},
-            description=f"The live table {t.qualified} in the project's database (not materialized by us).",
+            description=f"The live table {t.qualified} in the project's database (a rollback restores it).",
         )
-        for t in tables
+        for t in [*tables, *users]
     ]
 
 
@@ -64,6 +70,7 @@ def _database_specs(tables: list[TableRef]) -> list[dg.AssetSpec]:
         *table_specs,
         dg.AssetSpec(
             USERS_KEY, group_name=Group.AUTH, kinds={"supabase", "parquet"},
+            deps=[live_table_key(t.schema, t.name) for t in LIVE_AUTH_TABLES],
             description="auth.users, auth.identities, auth.mfa_factors (and webauthn_credentials), password hashes"
             " included; never sessions or refresh tokens.",
         ),
@@ -119,20 +126,20 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
     def database_dump(context: dg.AssetExecutionContext, database: SupabaseDatabase, backups: BackupStorage):
         backup_id = validate_backup_id(context.partition_key)
         store = backups.store()
-        staging = store.start(backup_id)
         selected = context.selected_asset_keys
         complete = DATABASE_SCHEMA_KEY in selected
         wanted = None if complete else {by_key[k] for k in selected if k in by_key}
-        result = backup_database(
-            database.database_url(), staging, database.schema_list(), tables=wanted,
-            include_users=USERS_KEY in selected, log=context.log.info,
-        )
+        with refusal_cancels_run(context):  # a published ID, or the project busy: the run ends canceled
+            result = backup_database(
+                database.database_url(), store.start(backup_id), database.schema_list(), tables=wanted,
+                include_users=USERS_KEY in selected, log=context.log.info,
+            )
         parts = database_parts(result, complete, database.schema_list())
         store.write_part(backup_id, Component.DATABASE, parts.database.to_json())
         if parts.users:
             store.write_part(backup_id, Component.USERS, parts.users.to_json())
-        if complete:
-            update_catalog(store.state_dir, tables=[[d.ref.schema, d.ref.name] for d in result.tables])
+        if complete and update_catalog(store.state_dir, tables=[[d.ref.schema, d.ref.name] for d in result.tables]):
+            context.log.info(f"the table list changed: {RELOAD_HINT}")
         yield from _materializations(result, selected, by_key, backup_id, context.log)
 
     return database_dump

@@ -15,9 +15,10 @@ from pydantic import Field
 
 from supabackup_pipeline.settings import Group
 from supabackup_pipeline.assets.keys import STORAGE_BUCKETS_KEY, bucket_key
+from supabackup_pipeline.assets.refusal import refusal_cancels_run
 from supabackup_pipeline.core.parts import Component, StoragePart
 from supabackup_pipeline.core.backup_id import validate_backup_id
-from supabackup_pipeline.core.discovery_cache import update_catalog
+from supabackup_pipeline.core.discovery_cache import RELOAD_HINT, update_catalog
 from supabackup_pipeline.core.storage_api import StorageApi
 from supabackup_pipeline.core.storage_mirror import (
     STORAGE_DIR,
@@ -106,7 +107,8 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
         started = time.monotonic()
         backup_id = validate_backup_id(context.partition_key)
         store = backups.store()
-        staging = store.start(backup_id)
+        with refusal_cancels_run(context):  # a published ID: the run ends canceled, not failed
+            staging = store.start(backup_id)
         selected = context.selected_asset_keys
         complete = STORAGE_BUCKETS_KEY in selected
         out = staging / STORAGE_DIR
@@ -121,8 +123,8 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
             buckets=[m.summary() for m in mirrors], vanished_buckets=gone,
             seconds=round(time.monotonic() - started, 3),
         ).to_json())
-        if complete:
-            update_catalog(store.state_dir, buckets=[m.bucket["id"] for m in mirrors])
+        if complete and update_catalog(store.state_dir, buckets=[m.bucket["id"] for m in mirrors]):
+            context.log.info(f"the bucket list changed: {RELOAD_HINT}")
 
         without_asset = sorted(m.bucket["id"] for m in mirrors if bucket_key(m.bucket["id"]) not in by_key)
         if without_asset:

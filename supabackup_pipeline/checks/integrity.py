@@ -10,6 +10,7 @@ a good backup (list, rollback, incremental base).
 import dagster as dg
 
 from supabackup_pipeline.settings import Tag
+from supabackup_pipeline.assets.refusal import refusal_cancels_run
 from supabackup_pipeline.assets.keys import DATABASE_SCHEMA_KEY, STORAGE_BUCKETS_KEY, USERS_KEY, bucket_key, table_key
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.catalog import TableRef
@@ -70,6 +71,8 @@ def build_integrity_checks(tables: list[TableRef], buckets: list[str]) -> dg.Ass
     def backup_integrity(context: dg.AssetCheckExecutionContext, backups: BackupStorage):
         backup_id = validate_backup_id(context.op_execution_context.partition_key)
         store = backups.store()
+        with refusal_cancels_run(context.op_execution_context):  # a published ID: canceled, not failed
+            store.refuse_published(backup_id)
         root = store.staging(backup_id)
         parts = Parts.from_json(store.read_parts(backup_id))
         outcome = {}

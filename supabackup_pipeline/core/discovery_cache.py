@@ -27,6 +27,18 @@ def read_catalog(state_dir: Path) -> dict:
     return {"tables": [list(t) for t in data.get("tables", [])], "buckets": list(data.get("buckets", []))}
 
 
+RELOAD_HINT = "reload the code location to see their assets (Dagster UI: Deployment → Reload, or restart dagster dev)"
+
+
+def refresh_catalog(conn, schemas: list[str], state_dir: Path) -> tuple[list[str], bool]:
+    """Rediscover the tables of `schemas` that exist now; (their names, whether the list changed)."""
+    from supabackup_pipeline.core.catalog import list_tables
+
+    tables = list_tables(conn, schemas)
+    changed = update_catalog(state_dir, tables=[[t.schema, t.name] for t in tables])
+    return [t.qualified for t in tables], changed
+
+
 def update_catalog(state_dir: Path, *, tables: list[list[str]] | None = None, buckets: list[str] | None = None) -> bool:
     """Record what a run found; True when the list changed (the code location should reload)."""
     current = read_catalog(state_dir)

@@ -37,9 +37,17 @@ class Refused(SupabackupError):
     exit_code = 2
 
 
+class BackupExists(Refused):
+    """A backup run for an ID that is already published: a backup is never overwritten."""
+
+
+class RunRefused(Refused):
+    """A step of a backup run that an earlier step refused: it does nothing either."""
+
+
 class RestoreRefused(Refused):
     """The restore cannot be done safely as asked; nothing was touched."""
 
 
-REFUSAL_CLASSES = {"Refused", "RollbackRefused", "RestoreRefused", "SchemaRestoreRefused", "InvalidBackupId",
+REFUSAL_CLASSES = {"Refused", "BackupExists", "RunRefused", "RollbackRefused", "RestoreRefused", "SchemaRestoreRefused", "InvalidBackupId",
                    "BackupNotFound", "UsageError"}

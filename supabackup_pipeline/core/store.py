@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supabackup_pipeline.core.backup_id import is_backup_id, validate_backup_id
-from supabackup_pipeline.core.errors import BackupNotFound, SupabackupError
+from supabackup_pipeline.core.errors import BackupExists, BackupNotFound, SupabackupError
 from supabackup_pipeline.core.files import make_private_dir, write_json
 from supabackup_pipeline.core.staging import OWNER_SUFFIX, claim, owner_alive
 
@@ -53,10 +53,15 @@ class BackupStore:
     def exists(self, backup_id: str) -> bool:
         return (self.published(backup_id) / MANIFEST).is_file()
 
+    def refuse_published(self, backup_id: str) -> None:
+        """A backup run may not write under an ID that is already published (or being deleted into it)."""
+        if self.published(backup_id).exists():
+            raise BackupExists(f"backup {backup_id} already exists in {self.root}; it is never overwritten"
+                               " (a new backup needs a new partition, i.e. a new backup ID)")
+
     def start(self, backup_id: str) -> Path:
         """The staging folder of a backup being made (created 0700). Refuses a published ID."""
-        if self.published(backup_id).exists():
-            raise SupabackupError(f"backup {backup_id} already exists in {self.root}; it is never overwritten")
+        self.refuse_published(backup_id)
         make_private_dir(self.root)
         make_private_dir(self.staging_root)
         claim(self.owner_file(backup_id))

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import dagster as dg
 from pydantic import Field
 
-from supabackup_pipeline.settings import Tag, retention_policy
+from supabackup_pipeline.settings import PARTITION_TAG, Tag, retention_policy
 from supabackup_pipeline.assets.keys import (
     DATABASE_SCHEMA_KEY, MANIFEST_KEY, STORAGE_BUCKETS_KEY, USERS_KEY, bucket_key, table_key,
 )
@@ -60,7 +60,7 @@ def forget_partition(instance: dg.DagsterInstance, key: str) -> None:
 
 
 def _has_unfinished_run(instance: dg.DagsterInstance, partition: str) -> bool:
-    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition}, statuses=UNFINISHED), limit=1)
+    runs = instance.get_runs(dg.RunsFilter(tags={PARTITION_TAG: partition}, statuses=UNFINISHED), limit=1)
     return bool(runs)
 
 
@@ -164,8 +164,9 @@ def prune_job():
 
 
 def is_backup_run(run: dg.DagsterRun) -> bool:
-    """A backup_job run, launched from anywhere: the UI, a schedule or the CLI (in-process runs have no
-    code location, so the sensors below watch every run and pick these by name)."""
+    """A backup_job run, launched from anywhere: the UI, a schedule or the CLI. CLI runs carry the
+    code location's origin (code_location.py), but a workspace may name the location differently
+    from the CLI's, so the sensors below watch every location and pick these by name."""
     return run.job_name == backup_job.name
 
 
@@ -182,7 +183,7 @@ def prune_after_backup(context: dg.RunStatusSensorContext):
 
 def _discard_ended_backup(context: dg.RunStatusSensorContext, backups: BackupStorage) -> None:
     """A backup run that ended without publishing: its staging folder and partition go."""
-    partition = context.dagster_run.tags.get("dagster/partition")
+    partition = context.dagster_run.tags.get(PARTITION_TAG)
     if not is_backup_run(context.dagster_run) or not partition:
         return
     if not is_backup_id(partition):

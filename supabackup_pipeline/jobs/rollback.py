@@ -17,7 +17,9 @@ from supabackup_pipeline.assets.keys import live_table_key
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.db_restore import RestoreRefused
 from supabackup_pipeline.core.rollback import COMPONENTS, RollbackOptions, RollbackRefused, prevalidate, run_rollback
+from supabackup_pipeline.core.discovery_cache import RELOAD_HINT, refresh_catalog
 from supabackup_pipeline.core.rollback_history import record_rollback
+from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
 
@@ -76,6 +78,15 @@ def verify_and_protect(context: dg.OpExecutionContext, config: RollbackConfig, d
     return {**prepared, "safety_backup_id": result["backup_id"]}
 
 
+def _follow_live_tables(context: dg.OpExecutionContext, database: SupabaseDatabase, store) -> None:
+    """The asset list follows the restored project: a table the rollback brought back may be missing
+    from it (the safety backup, taken while the table was dropped, rewrote the list)."""
+    with connect(database.database_url()) as conn:
+        tables, changed = refresh_catalog(conn, database.schema_list(), store.state_dir)
+    if changed:
+        context.log.info(f"the table list changed ({len(tables)} tables): {RELOAD_HINT}")
+
+
 @dg.op(pool=PROJECT_POOL, description="Plan, restore the database (one transaction) and storage, post-validate.")
 def rollback_project(context: dg.OpExecutionContext, prepared: dict,
                      database: SupabaseDatabase, storage: SupabaseStorage, backups: BackupStorage):
@@ -98,6 +109,8 @@ def rollback_project(context: dg.OpExecutionContext, prepared: dict,
         raise
     report["run_id"] = context.run_id
     record_rollback(store, report)
+    if "database" in config.components and not config.dry_run:
+        _follow_live_tables(context, database, store)
     for table in report.get("database", {}).get("tables", []):
         schema, name = table["table"].split(".", 1)
         context.log_event(dg.AssetMaterialization(

@@ -14,9 +14,11 @@ import psycopg
 import pytest
 
 from processes import start_group, stop_group
+from supabackup_pipeline.code_location import location_origin
 from supabackup_pipeline.console import render_database_plan
 from supabackup_pipeline.core.content_check import TableProbe, content_changes, probes_from_plan
 from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.definitions import build_definitions
 from supabackup_pipeline.dev.stack import service_role_key
 from supabackup_pipeline.jobs.retention import discard_canceled_backup, discard_failed_backup
 from supabackup_pipeline.operations import run_backup
@@ -160,6 +162,53 @@ def test_the_sensors_remove_what_a_failed_or_canceled_ui_backup_left(tmp_path, s
         sensor(context.for_run_failure() if event == "PIPELINE_FAILURE" else context)
         assert store.staging_ids() == [] and not store.owner_file(backup_id).exists()
         assert not instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
+
+
+# ------------------------------------------------------------------ CLI runs are the code location's runs
+def test_cli_runs_are_runs_of_the_workspace_code_location(env):
+    """What the job's Runs page asks for (job name + the repository tag) and the timeline reads
+    (the run's repository origin) find a CLI backup, under the location name workspace.yaml gives."""
+    done = cli(["backup", "--components", "database", "--json"], env)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    location = location_origin().location_name
+    assert location == "supabackup_pipeline.definitions"  # workspace.yaml: python_module, no location_name
+    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    try:
+        on_job_page = instance.get_runs(dg.RunsFilter(job_name="backup_job", tags={
+            ".dagster/repository": f"__repository__@{location}"}))
+        assert [r.run_id for r in on_job_page] == [run_id]
+        origin = on_job_page[0].remote_job_origin.repository_origin
+        assert (origin.repository_name, origin.code_location_origin.location_name) == ("__repository__", location)
+        assert on_job_page[0].tags["supabackup/source"] == "cli"
+    finally:
+        instance.dispose()
+
+
+def test_after_a_rollback_the_asset_graph_defines_the_restored_table_and_the_live_users_tables(env, seeded):
+    """The demo's story: a table dropped after the backup is restored by a rollback whose safety
+    backup (taken while it was dropped) rewrote the asset list; the list follows the live project
+    again and the run says to reload."""
+    backup_id = run_backup(components=["database"])["backup_id"]
+    with psycopg.connect(seeded, autocommit=True) as db:
+        db.execute("DROP TABLE public.notes")
+    done = cli(["rollback", backup_id, "--yes", "--components", "database"], env)
+    assert done.returncode == 0, done.stderr
+    assert "reload the code location" in done.stderr
+    keys = {k.to_user_string() for k in build_definitions(env["BACKUP_PATH"]).resolve_asset_graph().get_all_asset_keys()}
+    assert {"supabase/public/notes", "live/public/notes"} <= keys
+    assert {"live/auth/users", "live/auth/identities", "live/auth/mfa_factors"} <= keys  # a rollback restores them
+
+
+def test_cli_runs_take_the_location_name_the_given_workspace_file_uses(tmp_path, monkeypatch):
+    """SUPABACKUP_WORKSPACE: a deployment whose workspace.yaml names the location gets CLI runs under that name."""
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: supabackup_pipeline.definitions\n"
+        "      location_name: supabackup\n")
+    monkeypatch.setenv("SUPABACKUP_WORKSPACE", str(tmp_path / "workspace.yaml"))
+    assert location_origin().location_name == "supabackup"
+    monkeypatch.delenv("SUPABACKUP_WORKSPACE")
+    assert location_origin().location_name == "supabackup_pipeline.definitions"  # the repository's workspace.yaml
 
 
 # ------------------------------------------------------------------ honest status, exit codes

@@ -14,8 +14,10 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from supabackup_pipeline.assets.keys import table_key
+from supabackup_pipeline.assets.keys import MANIFEST_KEY, table_key
+from supabackup_pipeline.assets.manifest import taken_by
 from supabackup_pipeline.core.files import sha256_file
+from supabackup_pipeline.core.project_lock import ADVISORY_LOCK_KEY
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.definitions import build_definitions
 from supabackup_pipeline.jobs.backup import backup_schedule
@@ -108,6 +110,22 @@ def test_backup_writes_a_complete_checksummed_private_backup(env):
 
     details = show_backup(result["backup_id"])
     assert {t["table"]: t["rows"] for t in details["tables"]} == {"public.customers": 500, "public.orders": 2000}
+    assert_ui_metadata(instance, result["backup_id"], manifest)
+
+
+def assert_ui_metadata(instance: dg.DagsterInstance, backup_id: str, manifest: dict) -> None:
+    """What the UI shows for a backup (the manifest's partition): who, when, how long, per table."""
+    [record] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=MANIFEST_KEY, asset_partitions=[backup_id]), limit=1).records
+    meta = record.asset_materialization.metadata
+    assert meta["description"].value == "first" and meta["taken_by"].value == "command line"
+    assert meta["created_at"].value == datetime.fromisoformat(manifest["created_at"]).timestamp()
+    assert 0 < meta["duration_s"].value < 240
+    rows = {r.data["table"]: (r.data["rows"], r.data["bytes"]) for r in meta["tables"].value.records}
+    files = manifest["files"]
+    assert rows["public.orders"] == (2000, files["database/public.orders.parquet"]["bytes"]
+                                     + files["database/public.orders.json"]["bytes"])
+    assert rows["public.customers"][0] == 500 and rows["auth.users"][0] == 1
 
 
 def test_a_table_created_after_definitions_loaded_is_still_backed_up(env, seeded):
@@ -130,6 +148,56 @@ def test_a_table_created_after_definitions_loaded_is_still_backed_up(env, seeded
     finally:
         with psycopg.connect(seeded, autocommit=True) as db:
             db.execute("DROP TABLE public.late_arrival")
+
+
+def _refusal(instance: dg.DagsterInstance, run_id: str) -> tuple[str, set[str]]:
+    """A refused run ends canceled (so Dagster marks no partition failed) and says why in a tag and in
+    each step that refused; (the reason, those steps)."""
+    run = instance.get_run_by_id(run_id)
+    assert run.status == dg.DagsterRunStatus.CANCELED, run.status
+    failures = {e.step_key: e.dagster_event.step_failure_data.error.cause.message for e in instance.all_logs(run_id)
+                if e.dagster_event and e.dagster_event.is_step_failure}  # the cause: our error, not Dagster's wrapper
+    assert failures and all(run.tags["supabackup/refused"] in m for m in failures.values()), failures
+    return run.tags["supabackup/refused"], set(failures)
+
+
+def test_relaunching_a_published_backup_id_is_refused_and_the_run_ends_canceled(env):
+    """What the UI's Materialize on an existing partition does: every step refuses, nothing is
+    written, and the run ends canceled rather than failed."""
+    result = run_backup(components=["database"])
+    backup_id, root = result["backup_id"], Path(result["path"])
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    instance = dg.DagsterInstance.get()
+    job = build_definitions(env["BACKUP_PATH"]).resolve_job_def("backup_job")
+    rerun = job.execute_in_process(instance=instance, partition_key=backup_id, raise_on_error=False)
+    reason, refused_steps = _refusal(instance, rerun.run_id)
+    assert "already exists" in reason and refused_steps == {"database_dump", "storage_mirror"}
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)
+    assert not BackupStore(Path(env["BACKUP_PATH"])).staging_ids()
+
+
+def test_a_backup_refused_because_the_project_is_busy_ends_canceled_and_leaves_nothing(env, seeded):
+    import psycopg
+
+    with psycopg.connect(seeded) as rollback_in_progress:  # holds the lock a backup or rollback takes
+        rollback_in_progress.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        result = run_backup(components=["database", "storage"])
+    assert result["status"] == "failed" and "rollback is running" in result["error"], result
+    reason, refused_steps = _refusal(dg.DagsterInstance.get(), result["run_id"])
+    # the storage step, next in this in-process run, refused at once instead of mirroring every bucket
+    assert "rollback is running" in reason and refused_steps == {"database_dump", "storage_mirror"}
+    store = BackupStore(Path(env["BACKUP_PATH"]))
+    assert result["backup_id"] not in store.backup_ids() + store.staging_ids()
+    assert not dg.DagsterInstance.get().has_dynamic_partition(BACKUP_PARTITIONS_NAME, result["backup_id"])
+
+
+def test_the_ui_tells_a_safety_backup_from_a_scheduled_manual_or_cli_one():
+    assert taken_by({"supabackup/pre_rollback_of": "20261127T120000Z", "supabackup/source": "cli"}) == (
+        "safety backup before the rollback to 20261127T120000Z")
+    assert taken_by({"dagster/schedule_name": "backup_schedule"}) == "schedule backup_schedule"
+    assert taken_by({"supabackup/source": "cli"}) == "command line"
+    assert taken_by({}) == "Dagster UI (manual)"
 
 
 def test_schedule_tick_adds_one_partition_and_requests_one_run():

@@ -128,7 +128,10 @@ def zoom_graph_to_fit(page, labels: list[str], max_clicks: int = 12) -> None:
 
     def all_inside() -> bool:
         for label in labels:
-            box = page.locator("svg").get_by_text(label, exact=True).first.bounding_box(timeout=5_000)
+            node = page.locator("svg").get_by_text(label, exact=True).first
+            if not node.count():  # not drawn: outside the window
+                return False
+            box = node.bounding_box(timeout=5_000)
             if box is None or box["x"] < margin or box["y"] < top or box["x"] + box["width"] > viewport["width"] - margin \
                     or box["y"] + box["height"] > viewport["height"] - margin:
                 return False

@@ -72,16 +72,27 @@ mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
 STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
 
 
-def launch(gql, repo, job: str, config: dict | None = None, partition: str = BACKUP_ID) -> str:
+def launch_and_wait(gql, repo, job: str, config: dict | None = None, partition: str = BACKUP_ID) -> tuple[str, str]:
+    """Launch a run as the UI's launchpad does; (run ID, the status it ended with)."""
     params = {"selector": {**repo, "jobName": job}, "runConfigData": config or {},
               "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]}}
     result = gql(LAUNCH, params=params)["launchRun"]
     assert result["__typename"] == "LaunchRunSuccess", result
     run_id = result["run"]["runId"]
+    return run_id, wait_for_status(gql, run_id)
+
+
+def wait_for_status(gql, run_id: str) -> str:
+    """The status a run ends with."""
     deadline = time.monotonic() + 180
     while (status := gql(STATUS, id=run_id)["runOrError"]["status"]) not in ("SUCCESS", "FAILURE", "CANCELED"):
-        assert time.monotonic() < deadline, f"{job} still {status}"
+        assert time.monotonic() < deadline, f"run {run_id} still {status}"
         time.sleep(1)
+    return status
+
+
+def launch(gql, repo, job: str, config: dict | None = None, partition: str = BACKUP_ID) -> str:
+    run_id, status = launch_and_wait(gql, repo, job, config, partition)
     assert status == "SUCCESS", f"{job} run {run_id} ended {status}"
     return run_id
 
@@ -133,3 +144,85 @@ def test_every_seed_endpoint_has_a_graphql_call(dagster_dev):
     # DELETE /migration/backup/:id (force: it is the only backup)
     launch(gql, repo, "delete_backup_job", {"ops": {"delete_backup": {"config": {"force": True}}}})
     assert not (backups / BACKUP_ID).exists()
+
+
+# What the UI asks for: a job's Runs page (RunsFeedRootQuery, PipelineRunsFeedRoot.tsx: the job name
+# plus the tag `.dagster/repository=<repo>@<location>`) and the Overview timeline (runsOrError, runs
+# grouped by `repositoryOrigin`; runs without one are left out).
+JOB_PAGE = """query($filter: RunsFilter) { runsFeedOrError(limit: 30, filter: $filter, view: RUNS) {
+    ... on RunsFeedConnection { results { id } } } }"""
+TIMELINE = """query($id: String!) { runsOrError(filter: {runIds: [$id]}) { ... on Runs { results {
+    repositoryOrigin { repositoryName repositoryLocationName } } } } }"""
+PARTITION_STATUS = """query($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { __typename ... on AssetNode {
+    assetPartitionStatuses { ... on DefaultPartitionStatuses { materializedPartitions failedPartitions } } } } }"""
+CHECK_STATUS = """query($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode {
+    assetChecksOrError { ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } } } } }"""
+RUNS_WITH_TAG = """query($key: String!, $value: String!) { runsOrError(filter: {tags: [{key: $key, value: $value}]}) {
+    ... on Runs { results { runId pipelineName status } } } }"""
+
+
+def wait_for_runs(gql, key: str, value: str, seconds: float = 120) -> list[dict]:
+    deadline = time.monotonic() + seconds
+    while not (runs := gql(RUNS_WITH_TAG, key=key, value=value)["runsOrError"]["results"]):
+        assert time.monotonic() < deadline, f"no run tagged {key}={value}"
+        time.sleep(2)
+    return runs
+
+
+def test_cli_runs_show_on_the_job_page_and_timeline_reach_the_sensors_and_a_refused_relaunch_stays_green(dagster_dev):
+    gql, repo, env = dagster_dev
+    done = subprocess.run([sys.executable, "-m", "supabackup_pipeline", "backup", "--components", "database,users",
+                           "--description", "from the shell", "--json"],
+                          env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    backup = json.loads(done.stdout)
+    label = f"{repo['repositoryName']}@{repo['repositoryLocationName']}"
+    page = gql(JOB_PAGE, filter={"pipelineName": "backup_job", "tags": [{"key": ".dagster/repository", "value": label}]})
+    assert backup["run_id"] in [r["id"] for r in page["runsFeedOrError"]["results"]]
+    [on_timeline] = gql(TIMELINE, id=backup["run_id"])["runsOrError"]["results"]
+    assert on_timeline["repositoryOrigin"] == {"repositoryName": repo["repositoryName"],
+                                               "repositoryLocationName": repo["repositoryLocationName"]}
+    # retention ran after it (the daemon's prune_after_backup), as after a backup launched in the UI; the
+    # daemon ticks sensors every 30 s or more, later still on a busy machine
+    [prune] = wait_for_runs(gql, "dagster/run_key", f"prune-after-{backup['run_id']}", seconds=300)
+    assert prune["pipelineName"] == "prune_job"
+
+    # the UI can re-execute a CLI run: its run config (in-process executor, the CLI's logger) is the job's own
+    verified = subprocess.run([sys.executable, "-m", "supabackup_pipeline", "verify", backup["backup_id"], "--json"],
+                              env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    assert verified.returncode == 0, verified.stderr
+    again = gql("""mutation($id: String!) { launchRunReexecution(reexecutionParams: {parentRunId: $id, strategy: ALL_STEPS}) {
+        __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+        ... on RunConfigValidationInvalid { errors { message } } } }""", id=json.loads(verified.stdout)["run_id"])
+    assert again["launchRunReexecution"]["__typename"] == "LaunchRunSuccess", again
+    assert wait_for_status(gql, again["launchRunReexecution"]["run"]["runId"]) == "SUCCESS"
+
+    # the manifest's metadata for that partition: who took it, when, how long, per table
+    data = gql("""query($part: String!) { assetOrError(assetKey: {path: ["supabase", "backup", "manifest"]}) {
+        ... on Asset { assetMaterializations(partitions: [$part]) { metadataEntries { label __typename
+            ... on TextMetadataEntry { text } ... on TableMetadataEntry { table { records } } } } } } }""",
+               part=backup["backup_id"])
+    [materialization] = data["assetOrError"]["assetMaterializations"]
+    entries = {e["label"]: e for e in materialization["metadataEntries"]}
+    assert entries["description"]["text"] == "from the shell" and entries["taken_by"]["text"] == "command line"
+    assert {"created_at", "duration_s"} <= set(entries)
+    tables = {json.loads(r)["table"]: json.loads(r)["rows"] for r in entries["tables"]["table"]["records"]}
+    assert tables["public.things"] == 50 and "auth.users" in tables
+
+    # re-launching that backup ID from the UI is refused: the run ends canceled, the backup stays green
+    run_id, status = launch_and_wait(gql, repo, "backup_job", partition=backup["backup_id"])
+    assert status == "CANCELED"
+    tags = gql("query($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }",
+               id=run_id)["runOrError"]["tags"]
+    assert "already exists" in {t["key"]: t["value"] for t in tags}["supabackup/refused"]
+    # (the assets every code location defines; table assets appear after a reload)
+    for path in (["supabase", "backup", "manifest"], ["supabase", "database", "schema"], ["supabase", "auth", "users"]):
+        node = gql(PARTITION_STATUS, path=path)["assetNodeOrError"]
+        assert node["__typename"] == "AssetNode", (path, node)
+        statuses = node["assetPartitionStatuses"]
+        assert backup["backup_id"] in statuses["materializedPartitions"], (path, statuses)
+        assert backup["backup_id"] not in statuses["failedPartitions"], (path, statuses)
+        # nor does its integrity check (not partitioned: its latest execution) say "Execution failed"
+        for check in gql(CHECK_STATUS, path=path)["assetNodeOrError"]["assetChecksOrError"]["checks"]:
+            latest = check["executionForLatestMaterialization"] or {}
+            assert latest.get("status") not in ("EXECUTION_FAILED", "FAILED"), (path, check)  # the refused run's: SKIPPED

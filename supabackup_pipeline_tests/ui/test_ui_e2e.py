@@ -7,8 +7,10 @@ of the README's endpoint table:
    see the run succeed and the integrity checks pass, damage the project, launch rollback_job from
    its launchpad (partition + `confirm`), see it succeed, check in the database and Storage that
    the project is back to the backup, and find the rollback in Runs filtered by supabackup/kind.
-2. with a second backup (taken by the CLI into the same instance): list the backups (the manifest's
-   partitions, Runs filtered by supabackup/kind), read one backup's manifest metadata, validate it
+2. with a second backup (taken by the CLI into the same instance): find it on backup_job's Runs page,
+   see a relaunch of its ID refused (the run canceled, every partition still materialized), list
+   the backups (the manifest's partitions, Runs filtered by supabackup/kind), read one backup's
+   manifest metadata (description, taken_by, created_at, duration, rows per table), validate it
    from validate_backup_job's launchpad, delete it from delete_backup_job's launchpad, and see its
    folder and partition gone.
 
@@ -65,6 +67,19 @@ def cli_backup(env: dict[str, str], description: str) -> dict:
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)
+
+
+def relaunch_backup(server, backup_id: str) -> str:
+    """Launch backup_job for an existing partition, as Materialize on it in the UI does; the run ID."""
+    selector = {"repositoryName": "__repository__", "repositoryLocationName": "supabackup_pipeline.definitions",
+                "jobName": "backup_job"}
+    launched = server.graphql(
+        """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+            __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+        params={"selector": selector, "executionMetadata": {"tags": [{"key": "dagster/partition", "value": backup_id}]}},
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
 
 
 def project_state(db_url: str) -> dict:
@@ -179,13 +194,15 @@ def test_backup_and_rollback_through_the_dagster_ui(dagster_dev, project, backup
     bucket = project["bucket"]
     bucket_asset = key_part(bucket)  # asset keys hold [A-Za-z0-9_] only
 
-    # 1. The asset graph: every group, expanded, with the table, users and storage assets.
-    graph_labels = ["live_project", "tables", "auth", "storage", "backup",
-                    "customers", "orders", "schema", "users", bucket_asset, "storage_buckets", "manifest"]
+    # 1. The asset graph: every group, expanded, with the table, users and storage assets, and the live
+    # users tables a rollback restores (live/auth/identities, mfa_factors; "users" is both).
+    graph_labels = ["live_project", "tables", "auth", "storage", "backup", "customers", "orders", "schema",
+                    "users", "identities", "mfa_factors", bucket_asset, "storage_buckets", "manifest"]
     page.goto("/asset-groups")
     expect(page.get_by_text("live_project", exact=True).first).to_be_visible()
     page.mouse.click(1100, 200, button="right")  # the graph's background menu
     page.get_by_role("menuitem", name="Expand all groups").click()
+    zoom_graph_to_fit(page, graph_labels)  # the graph draws only what is in the window
     for label in graph_labels:
         expect(page.get_by_text(label, exact=True).first).to_be_visible()
     # Only live tables have no materializations of their own yet: they are external assets.
@@ -379,17 +396,34 @@ def test_list_show_validate_and_delete_backups_in_the_dagster_ui(dagster_dev, ba
     assert manifest["status"] == "valid", manifest.get("status")
     step(f"setup: backup {backup_id} taken with the CLI into the UI's instance")
 
+    # A CLI run is a run of the code location: it is on backup_job's own Runs page, like a UI run.
+    page.goto("/jobs")
+    page.locator("a", has_text=re.compile(r"^backup_job$")).click()
+    page.get_by_role("tab", name="Runs").click()
+    expect(page.get_by_role("link").filter(has_text=re.compile(f"^{second['run_id'][:8]}$"))).to_be_visible()
+    shot("backup-job-runs")
+
+    # Materialize on that (published) backup ID again: refused, the run ends Canceled and says why.
+    refused_run = relaunch_backup(dagster_dev, backup_id)
+    page.goto(f"/runs/{refused_run}")
+    assert wait_for_run_to_finish(page, RUN_TIMEOUT_S) == "Canceled"
+    expect(page.get_by_text(re.compile(rf"BackupExists: backup {backup_id} already exists")).first).to_be_visible()
+    shot("refused-relaunch")
+
+    step("the CLI run on backup_job's Runs page; a relaunch of its ID refused (canceled)")
+
     # 1. GET /migration/backups: the manifest asset's partitions are the backup IDs, each one materialized...
     page.goto("/assets/supabase/backup/manifest?view=partitions")
     expect(page.get_by_text(f"Materialized ({len(backups_taken)})", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Failed \([1-9]\d*\)$"))).to_have_count(0)  # the refused relaunch: still green
     for taken in backups_taken:
         expect(visible_text(page, taken)).to_have_count(1)
     shot("backups-partitions")
     # ... and Runs filtered by the tag supabackup/kind=backup are their backup runs, newest first.
     backup_runs = filter_runs_by_tag(page, "supabackup/kind", "backup")
-    expect(backup_runs).to_have_text([run_id[:8] for run_id in reversed(backups_taken.values())])
-    for taken in backups_taken:
-        expect(page.get_by_text(f"partition: {taken}")).to_be_visible()
+    expect(backup_runs).to_have_text([refused_run[:8], *(run_id[:8] for run_id in reversed(backups_taken.values()))])
+    for taken in backups_taken:  # (the second one twice: its backup run and the refused relaunch)
+        expect(page.get_by_text(f"partition: {taken}").first).to_be_visible()
     shot("runs-backups")
 
     step("backups listed: the manifest's partitions, Runs filtered by supabackup/kind=backup")
@@ -399,9 +433,14 @@ def test_list_show_validate_and_delete_backups_in_the_dagster_ui(dagster_dev, ba
     visible_text(page, backup_id).click()
     expect(page).to_have_url(re.compile(f"partition={backup_id}"))
     for label, value in {"backup_id": backup_id, "status": "valid", "files": str(len(manifest["files"])),
-                         "total_size": str(manifest["total_size"])}.items():
+                         "total_size": str(manifest["total_size"]), "description": "second (CLI)",
+                         "taken_by": "command line"}.items():
         expect(metadata_value(page, label)).to_have_text(value)
     expect(metadata_value(page, "components")).to_contain_text('"database"')
+    expect(metadata_value(page, "created_at")).not_to_be_empty()
+    expect(metadata_value(page, "duration_s")).not_to_be_empty()
+    orders = metadata_value(page, "tables").locator("tr").filter(has=page.get_by_text("public.orders", exact=True))
+    expect(orders.locator("td").nth(1)).to_have_text("4")  # rows, then bytes
     shot("backup-metadata")
 
     step("a backup's manifest metadata")

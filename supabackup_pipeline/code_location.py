@@ -1,0 +1,59 @@
+"""CLI runs as runs of the code location's jobs, executed in the CLI's own process.
+
+The UI lists a job's runs by the run tag `.dagster/repository=__repository__@<location>`, the
+Overview timeline groups runs by their `repositoryOrigin`, and a run-status sensor reacts to the
+runs of its own code location: all three read the run's *remote job origin*. A run made with
+`execute_in_process` has none, so the CLI creates its runs with the origin of the code location
+`workspace.yaml` loads (the one `dagster dev` serves, under the same location name) and then
+executes them here with the in-process executor, so its output and Ctrl-C stay the CLI's.
+Dagster has no public call that executes an existing run; `execute_run` (what `dagster job
+execute` uses after creating its run) is that call.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from supabackup_pipeline.settings import workspace_file
+
+DEFINITIONS_MODULE = "supabackup_pipeline.definitions"
+REPOSITORY_NAME = "__repository__"  # the one repository a Definitions object makes
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}  # run config: steps run in this process
+
+
+def location_origin():
+    """The code location that loads our definitions, as the workspace file names it; without a
+    workspace file, the one `dagster dev -m supabackup_pipeline.definitions` serves."""
+    from dagster._core.workspace.load import location_origin_from_module_name, location_origins_from_yaml_paths
+
+    path = workspace_file()
+    for origin in location_origins_from_yaml_paths([str(path)]) if path else []:
+        target = getattr(origin, "loadable_target_origin", None)
+        if target is not None and target.module_name == DEFINITIONS_MODULE:
+            return origin
+    return location_origin_from_module_name(DEFINITIONS_MODULE, None, None)
+
+
+def _origins(job_name: str):
+    """(remote job origin, python origin) of one job of the code location."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+
+    remote = RemoteJobOrigin(RemoteRepositoryOrigin(location_origin(), REPOSITORY_NAME), job_name)
+    python = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs").get_reconstructable_job(job_name)
+    return remote, python.get_python_origin()
+
+
+def execute_location_run(instance: dg.DagsterInstance, job: dg.JobDefinition, run_config: dict, tags: dict,
+                         asset_selection: list[dg.AssetKey] | None = None) -> dg.ExecutionResult:
+    """Create a run of `job` with the code location's origin, then execute it in this process."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import execute_run
+
+    remote, python = _origins(job.name)
+    run = instance.create_run_for_job(
+        job_def=job, run_config={**run_config, **IN_PROCESS}, tags={**job.run_tags, **tags},
+        asset_selection=frozenset(asset_selection) if asset_selection else None,
+        remote_job_origin=remote, job_code_origin=python,
+    )
+    return execute_run(InMemoryJob(job), run, instance)
