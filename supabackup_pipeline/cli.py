@@ -369,7 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="supabackup", description=__doc__.split("\n\n")[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add = lambda name, **kw: sub.add_parser(name, parents=[common], **kw)  # noqa: E731
+    for add_commands in (_local_stack_commands, _backup_commands, _rollback_commands, _maintenance_commands):
+        add_commands(add)
+    return parser
 
+
+def _local_stack_commands(add) -> None:
     p = add("stack", help="the local Supabase-like stack (PostgreSQL + Storage API stand-in)")
     p.add_argument("action", choices=["up", "down", "env"])
     p.set_defaults(func=cmd_stack)
@@ -383,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_demo)
 
+
+def _backup_commands(add) -> None:
     p = add("backup", help="take a backup now (a backup_job run)")
     p.add_argument("--description", default="")
     p.add_argument("--components", default=",".join(COMPONENTS), help="comma-separated: database,users,storage")
@@ -405,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
+
+def _rollback_commands(add) -> None:
     p = add("rollback", help="restore the live project from a backup")
     p.add_argument("backup_id")
     p.add_argument("--components", default=",".join(COMPONENTS), help="comma-separated: database,users,storage")
@@ -416,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_yes_and_json(p)
     p.set_defaults(func=cmd_rollback)
 
+    p = add("rollbacks", help="the rollback history")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rollbacks)
+
+
+def _maintenance_commands(add) -> None:
     p = add("delete", help="delete one backup")
     p.add_argument("backup_id")
     p.add_argument("--force", action="store_true", help="also delete the only valid backup")
@@ -429,13 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_yes_and_json(p)
     p.set_defaults(func=cmd_prune)
 
-    p = add("rollbacks", help="the rollback history")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_rollbacks)
-
     p = add("refresh-tables", help="rediscover tables for the asset list")
     p.set_defaults(func=cmd_refresh_tables)
-    return parser
 
 
 def report_error(message: str, exit_code: int, as_json: bool) -> int:

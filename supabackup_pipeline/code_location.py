@@ -57,3 +57,15 @@ def execute_location_run(instance: dg.DagsterInstance, job: dg.JobDefinition, ru
         remote_job_origin=remote, job_code_origin=python,
     )
     return execute_run(InMemoryJob(job), run, instance)
+
+
+def interrupted(result: dg.ExecutionResult) -> bool:
+    """Whether Ctrl-C ended the run: Dagster turns it into a failed step, which the caller should
+    turn back into KeyboardInterrupt (the CLI then says "interrupted")."""
+    for event in result.all_events:
+        error = event.step_failure_data.error if event.is_step_failure and event.step_failure_data else None
+        while error is not None:
+            if error.cls_name == "DagsterExecutionInterruptedError":
+                return True
+            error = error.cause
+    return False

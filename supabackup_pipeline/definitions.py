@@ -24,7 +24,7 @@ from supabackup_pipeline.jobs.retention import (
     delete_backup_job, discard_canceled_backup, discard_failed_backup, prune_after_backup, prune_job,
     reject_invalid_partitions,
 )
-from supabackup_pipeline.jobs.rollback import rollback_job
+from supabackup_pipeline.jobs.rollback import build_rollback_job
 from supabackup_pipeline.jobs.validate import validate_backup_job
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
 
@@ -36,10 +36,10 @@ def build_definitions(backup_path: str | None = None) -> dg.Definitions:
     database_dump = build_database_dump(tables)
     storage_mirror = build_storage_mirror(catalog["buckets"])
     manifest = build_manifest_asset([*database_dump.keys, *storage_mirror.keys])
-    return dg.Definitions(
+    defs = dg.Definitions(
         assets=[*live_table_specs(tables), database_dump, storage_mirror, manifest],
         asset_checks=[build_integrity_checks(tables, catalog["buckets"])],
-        jobs=[backup_job, validate_backup_job, rollback_job, delete_backup_job, prune_job],
+        jobs=[backup_job, validate_backup_job, build_rollback_job(lambda: defs), delete_backup_job, prune_job],
         sensors=[prune_after_backup, discard_failed_backup, discard_canceled_backup, reject_invalid_partitions],
         schedules=[backup_schedule],
         loggers={"phases": phase_logger},  # the CLI's quiet output, chosen in its runs' config
@@ -51,6 +51,7 @@ def build_definitions(backup_path: str | None = None) -> dg.Definitions:
             "backups": BackupStorage(backup_path=backup_path, temp_path=settings.temp_path()),
         },
     )
+    return defs
 
 
 defs = build_definitions()

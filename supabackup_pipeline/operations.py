@@ -13,7 +13,7 @@ import dagster as dg
 
 from supabackup_pipeline import settings
 from supabackup_pipeline.settings import PARTITION_TAG, Tag, ensure_dagster_home
-from supabackup_pipeline.code_location import execute_location_run
+from supabackup_pipeline.code_location import execute_location_run, interrupted
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.discovery_cache import refresh_catalog
 from supabackup_pipeline.core.parts import BackupStatus, Parts
@@ -22,8 +22,8 @@ from supabackup_pipeline.core.rollback_history import rollback_history
 from supabackup_pipeline.core.snapshot import connect, utc_now
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.core.verify import last_quick_check, last_verification, shown_status
-from supabackup_pipeline.jobs.backup import backup_selection
-from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, add_backup_partition
+from supabackup_pipeline.jobs.backup import backup_selection, take_backup
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 from supabackup_pipeline.resources.supabase import check_db_url
 
 
@@ -90,7 +90,7 @@ def _execute(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, run_
         run_config["loggers"] = {"phases": {}}  # the code location's logger (definitions.py)
     tags = {**(tags or {}), **({PARTITION_TAG: partition_key} if partition_key else {})}
     result = execute_location_run(instance, defs.resolve_job_def(name), run_config, tags, asset_selection)
-    if _failure(result)[0] == "DagsterExecutionInterruptedError":  # Dagster turned Ctrl-C into a failed step
+    if interrupted(result):
         raise KeyboardInterrupt
     return result
 
@@ -126,23 +126,19 @@ def _failure_message(result: dg.ExecutionResult) -> str:
 
 def run_backup(description: str = "", components: list[str] | None = None,
                instance: dg.DagsterInstance | None = None, extra_tags: dict | None = None) -> dict:
+    """Run backup_job for a new backup ID; returns its status, size and path (or the error)."""
     from supabackup_pipeline.definitions import build_definitions
-    from supabackup_pipeline.jobs.retention import discard_unpublished
 
     components = components or ["database", "users", "storage"]
     _check_env(components)
     instance = instance or _instance()
     store = _store(must_exist=False)
-    backup_id = add_backup_partition(instance, also_taken=store.backup_ids())
     defs = build_definitions(str(store.root))
-    try:
-        result = _execute(
-            defs, "backup_job", instance=instance, partition_key=backup_id,
-            asset_selection=backup_selection(defs.resolve_asset_graph(), components),
-            tags={Tag.DESCRIPTION: description, Tag.SOURCE: "cli", **(extra_tags or {})},
-        )
-    finally:  # failed or interrupted: nothing was published, so nothing may stay behind
-        discard_unpublished(instance, store, backup_id)
+    backup_id, result = take_backup(instance, store, lambda new_id: _execute(
+        defs, "backup_job", instance=instance, partition_key=new_id,
+        asset_selection=backup_selection(defs.resolve_asset_graph(), components),
+        tags={Tag.DESCRIPTION: description, Tag.SOURCE: "cli", **(extra_tags or {})},
+    ))
     summary = {"backup_id": backup_id, "run_id": result.run_id, "components": components}
     if store.exists(backup_id):
         manifest = store.manifest(backup_id)

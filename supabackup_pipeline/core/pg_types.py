@@ -131,38 +131,55 @@ def _array_elements(arr: pa.Array, rows: np.ndarray) -> tuple[pa.Array, np.ndarr
     region = np.zeros(len(data), bool)  # the bytes of the literals to split
     region[offsets[0]:offsets[-1]] = np.repeat(filled, ends - starts)
     opens, closes = starts[filled], ends[filled] - 1
+    escaping = _escaping_backslashes(data, region)
+    separator = _separators(data, region, escaping, opens, closes)
+    positions = np.flatnonzero(separator)
+    is_close = np.zeros(len(data), bool)
+    is_close[closes] = True
+    is_close = is_close[positions]
+    is_open = np.zeros(len(data), bool)
+    is_open[opens] = True
+    counts = np.zeros(n, dtype=np.int32)  # elements of a row: its separators but the closing brace
+    counts[filled] = np.flatnonzero(is_close) - np.flatnonzero(is_open[positions])
+    opens_element = ~is_close[:-1]
+    e_start = positions[:-1][opens_element] + 1
+    e_end = positions[1:][opens_element]
+    values = _element_values(data, region & ~separator, escaping, e_start, e_end)
+    np.cumsum(counts, out=list_offsets[1:])
+    return values, list_offsets
 
-    # backslashes: in each run, the 1st, 3rd, ... escape the byte after them (a run never crosses
-    # a literal's start, which is `{`)
+
+def _escaping_backslashes(data: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Positions of the backslashes that escape the byte after them: in each run of backslashes,
+    the 1st, 3rd, ... (a run never crosses a literal's start, which is `{`)."""
     backslashes = np.flatnonzero((data == _BACKSLASH) & region)
-    if len(backslashes):
-        index = np.arange(len(backslashes))
-        run_start = np.ones(len(backslashes), bool)
-        run_start[1:] = backslashes[1:] != backslashes[:-1] + 1
-        first_of_run = np.maximum.accumulate(np.where(run_start, index, 0))
-        escaping = backslashes[(index - first_of_run) % 2 == 0]
-    else:
-        escaping = backslashes
+    if not len(backslashes):
+        return backslashes
+    index = np.arange(len(backslashes))
+    run_start = np.ones(len(backslashes), bool)
+    run_start[1:] = backslashes[1:] != backslashes[:-1] + 1
+    first_of_run = np.maximum.accumulate(np.where(run_start, index, 0))
+    return backslashes[(index - first_of_run) % 2 == 0]
+
+
+def _separators(data: np.ndarray, region: np.ndarray, escaping: np.ndarray, opens, closes) -> np.ndarray:
+    """A mask of the bytes that bound elements: each literal's braces, and the commas outside quotes
+    (an even number of unescaped quotes before them)."""
     quote = (data == _QUOTE) & region
     quote[escaping + 1] = False
     quotes = np.flatnonzero(quote)
     commas = np.flatnonzero((data == _COMMA) & region)
     if len(quotes) and len(commas):
-        commas = commas[np.searchsorted(quotes, commas) % 2 == 0]  # an even number of quotes before: outside
-
+        commas = commas[np.searchsorted(quotes, commas) % 2 == 0]
     separator = np.zeros(len(data), bool)
     separator[opens] = separator[commas] = separator[closes] = True
-    positions = np.flatnonzero(separator)
-    closing = np.zeros(len(data), bool)
-    closing[closes] = True
-    is_close = closing[positions]
-    opening = np.zeros(len(data), bool)
-    opening[opens] = True
-    counts = np.zeros(n, dtype=np.int32)  # elements of a row: its separators but the closing brace
-    counts[filled] = np.flatnonzero(is_close) - np.flatnonzero(opening[positions])
-    opens_element = ~is_close[:-1]
-    e_start = positions[:-1][opens_element] + 1
-    e_end = positions[1:][opens_element]
+    return separator
+
+
+def _element_values(data: np.ndarray, keep: np.ndarray, escaping: np.ndarray, e_start, e_end) -> pa.Array:
+    """The elements between `e_start` and `e_end` as strings: quotes and escaping backslashes
+    removed, an unquoted `NULL` null. `keep` marks the bytes inside literals that are not
+    separators; it is changed in place."""
     length = e_end - e_start
     if (length <= 0).any():
         raise ValueError("malformed array from the server")
@@ -173,8 +190,6 @@ def _array_elements(arr: pa.Array, rows: np.ndarray) -> tuple[pa.Array, np.ndarr
     if is_null.any():
         candidates = e_start[is_null]
         is_null[is_null] = (data[candidates[:, None] + np.arange(4)] == _NULL).all(axis=1)
-
-    keep = region & ~separator
     keep[escaping] = False
     keep[e_start[quoted]] = False
     keep[e_end[quoted] - 1] = False
@@ -189,11 +204,9 @@ def _array_elements(arr: pa.Array, rows: np.ndarray) -> tuple[pa.Array, np.ndarr
     chars = data[keep]
     if len(chars) != value_offsets[-1]:
         raise ValueError("malformed array from the server")
-    values = pa.Array.from_buffers(
+    return pa.Array.from_buffers(
         pa.string(), len(e_start), [validity_bitmap(~is_null), pa.py_buffer(value_offsets), pa.py_buffer(chars)]
     )
-    np.cumsum(counts, out=list_offsets[1:])
-    return values, list_offsets
 
 
 def _typed_elements(values: pa.Array, value_type: pa.DataType) -> pa.Array:

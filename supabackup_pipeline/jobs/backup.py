@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import dagster as dg
 
 from supabackup_pipeline.assets.keys import MANIFEST_KEY
-from supabackup_pipeline.partitions import add_backup_partition
+from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.partitions import add_backup_partition, discard_unpublished
 from supabackup_pipeline.settings import BACKUP_GROUPS, COMPONENT_GROUPS, Tag
 
 DEFAULT_BACKUP_CRON = "0 3 * * *"
@@ -22,6 +25,20 @@ def backup_selection(asset_graph, components: list[str]) -> list[dg.AssetKey]:
         if asset_graph.get(key).is_materializable and asset_graph.get(key).group_name in groups
     }
     return sorted(keys, key=lambda k: k.to_user_string())
+
+
+Result = TypeVar("Result")
+
+
+def take_backup(instance: dg.DagsterInstance, store: BackupStore, launch: Callable[[str], Result]) -> tuple[str, Result]:
+    """One backup outside a schedule (the CLI's, a rollback's safety backup): a new partition, the
+    run `launch(backup_id)` that fills it, and, when that run did not publish (failed, refused,
+    interrupted), its partition and staging folder removed, so nothing half-made stays behind."""
+    backup_id = add_backup_partition(instance, also_taken=store.backup_ids())
+    try:
+        return backup_id, launch(backup_id)
+    finally:
+        discard_unpublished(instance, store, backup_id)
 
 # partitioned by backup ID: Dagster infers it from the selected assets
 backup_job = dg.define_asset_job(

@@ -17,7 +17,7 @@ from supabackup_pipeline.core.backup_id import backup_id_time, is_backup_id, val
 from supabackup_pipeline.core.retention import RetentionPolicy, delete_backup_files, plan_retention
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.jobs.backup import backup_job
-from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, backup_partitions
+from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, backup_partitions, discard_unpublished, forget_partition
 from supabackup_pipeline.resources import BackupStorage
 
 
@@ -42,21 +42,6 @@ EXAMPLE_ID = "20261127T174302Z"
 UNLAUNCHED_GRACE_S = 3600  # a partition with no backup, no staging and no run: kept this long
 UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
-
-
-def discard_unpublished(instance: dg.DagsterInstance, store: BackupStore, backup_id: str) -> bool:
-    """A backup that never published: remove its staging folder and its partition. True if it was one."""
-    if store.exists(backup_id):
-        return False
-    store.discard(backup_id)
-    forget_partition(instance, backup_id)
-    return True
-
-
-def forget_partition(instance: dg.DagsterInstance, key: str) -> None:
-    """Remove one partition of `backup_ids` (if it is there)."""
-    if instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, key):
-        instance.delete_dynamic_partition(BACKUP_PARTITIONS_NAME, key)
 
 
 def _has_unfinished_run(instance: dg.DagsterInstance, partition: str) -> bool:

@@ -7,19 +7,24 @@ only when a person launches it (UI launchpad with `confirm` set to the backup ID
 reports a materialization of each `live/<schema>/<table>` asset with `restored_from`.
 """
 
+from collections.abc import Callable
 from contextlib import nullcontext
 
 import dagster as dg
 from pydantic import Field
 
-from supabackup_pipeline.settings import Tag
+from supabackup_pipeline.settings import PARTITION_TAG, Tag
 from supabackup_pipeline.assets.keys import live_table_key
+from supabackup_pipeline.code_location import execute_location_run, interrupted
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.db_restore import RestoreRefused
 from supabackup_pipeline.core.rollback import COMPONENTS, RollbackOptions, RollbackRefused, prevalidate, run_rollback
 from supabackup_pipeline.core.discovery_cache import RELOAD_HINT, refresh_catalog
+from supabackup_pipeline.core.parts import BackupStatus
 from supabackup_pipeline.core.rollback_history import record_rollback
 from supabackup_pipeline.core.snapshot import connect
+from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.jobs.backup import backup_job, backup_selection, take_backup
 from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
 
@@ -49,33 +54,54 @@ def _options(config: RollbackConfig) -> RollbackOptions:
     )
 
 
-@dg.op(description="Verify the backup (refuse a bad one), then back up the current state so the rollback can be undone."
-       " Outside the project pool on purpose: the safety backup's own steps need that pool's slot.")
-def verify_and_protect(context: dg.OpExecutionContext, config: RollbackConfig, database: SupabaseDatabase,
-                       backups: BackupStorage) -> dict:
-    backup_id = validate_backup_id(context.partition_key)
-    if not config.dry_run and config.confirm != backup_id:
-        raise dg.Failure(description=f"a real rollback needs confirmation: set `confirm` to {backup_id!r} in the run config")
-    options = _options(config)
-    options.check()
-    store = backups.store()
-    needs_db = bool({"database", "users"} & set(config.components))
-    try:
-        prevalidate(store, backup_id, database.database_url() if needs_db else None, options, context.log.info)
-    except Exception as exc:
-        _record_failure(store, backup_id, context.run_id, config.dry_run, exc)
-        raise
-    prepared = {"config": config.model_dump(), "safety_backup_id": ""}
-    if config.dry_run or not config.safety_backup:
-        return prepared
-    from supabackup_pipeline.operations import run_backup
+def take_safety_backup(context: dg.OpExecutionContext, store: BackupStore, backup_id: str, components: list[str],
+                       definitions: dg.Definitions) -> str:
+    """Back up the live project's `components` before it is changed: a run of this code location's
+    backup_job, executed in this step's process (with its loggers: the CLI stays quiet). A safety
+    backup that does not come out valid stops the rollback before anything is restored."""
+    job = definitions.resolve_job_def(backup_job.name)
+    selection = backup_selection(definitions.resolve_asset_graph(), components)
+    tags = {Tag.DESCRIPTION: f"pre-rollback of {backup_id}", Tag.PRE_ROLLBACK_OF: backup_id}
+    run_config = {"loggers": context.run_config.get("loggers") or {}}
+    safety_id, result = take_backup(context.instance, store, lambda new_id: execute_location_run(
+        context.instance, job, run_config, {**tags, PARTITION_TAG: new_id}, selection))
+    if interrupted(result):
+        raise KeyboardInterrupt
+    status = store.manifest(safety_id)["status"] if store.exists(safety_id) else "failed"
+    if status != BackupStatus.VALID:
+        raise dg.Failure(description=f"the safety backup {safety_id} is {status} (see its run {result.run_id});"
+                                     " nothing was restored")
+    return safety_id
 
-    result = run_backup(description=f"pre-rollback of {backup_id}", components=config.components,
-                        instance=context.instance, extra_tags={Tag.PRE_ROLLBACK_OF: backup_id})
-    if result["status"] != "valid":
-        raise dg.Failure(description=f"the safety backup failed ({result.get('error')}); nothing was restored")
-    context.log.info(f"safety backup {result['backup_id']} taken: this rollback can itself be undone")
-    return {**prepared, "safety_backup_id": result["backup_id"]}
+
+def build_verify_and_protect(definitions: Callable[[], dg.Definitions]) -> dg.OpDefinition:
+    """The rollback's first step; `definitions` gives the code location it is part of, whose
+    backup_job takes the safety backup."""
+
+    @dg.op(description="Verify the backup (refuse a bad one), then back up the current state so the rollback can be undone."
+           " Outside the project pool on purpose: the safety backup's own steps need that pool's slot.")
+    def verify_and_protect(context: dg.OpExecutionContext, config: RollbackConfig, database: SupabaseDatabase,
+                           backups: BackupStorage) -> dict:
+        backup_id = validate_backup_id(context.partition_key)
+        if not config.dry_run and config.confirm != backup_id:
+            raise dg.Failure(description=f"a real rollback needs confirmation: set `confirm` to {backup_id!r} in the run config")
+        options = _options(config)
+        options.check()
+        store = backups.store()
+        needs_db = bool({"database", "users"} & set(config.components))
+        try:
+            prevalidate(store, backup_id, database.database_url() if needs_db else None, options, context.log.info)
+        except Exception as exc:
+            _record_failure(store, backup_id, context.run_id, config.dry_run, exc)
+            raise
+        prepared = {"config": config.model_dump(), "safety_backup_id": ""}
+        if config.dry_run or not config.safety_backup:
+            return prepared
+        safety_id = take_safety_backup(context, store, backup_id, config.components, definitions())
+        context.log.info(f"safety backup {safety_id} taken: this rollback can itself be undone")
+        return {**prepared, "safety_backup_id": safety_id}
+
+    return verify_and_protect
 
 
 def _follow_live_tables(context: dg.OpExecutionContext, database: SupabaseDatabase, store) -> None:
@@ -127,7 +153,13 @@ def rollback_project(context: dg.OpExecutionContext, prepared: dict,
     })
 
 
-@dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "rollback"},
-        description="Roll the live project back to the backup chosen as the partition (needs `confirm`).")
-def rollback_job():
-    rollback_project(verify_and_protect())
+def build_rollback_job(definitions: Callable[[], dg.Definitions]) -> dg.JobDefinition:
+    """rollback_job of the code location `definitions()` (see build_verify_and_protect)."""
+    verify_and_protect = build_verify_and_protect(definitions)
+
+    @dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "rollback"},
+            description="Roll the live project back to the backup chosen as the partition (needs `confirm`).")
+    def rollback_job():
+        rollback_project(verify_and_protect())
+
+    return rollback_job

@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 
+import dagster as dg
 import psycopg
 import pytest
 
@@ -154,6 +155,11 @@ def test_rollback_brings_tables_users_sequences_and_storage_back(project):
     safety = show_backup(report["safety_backup"])
     assert safety["status"] == "valid" and safety["description"] == f"pre-rollback of {backup['backup_id']}"
     assert {t["table"]: t["rows"] for t in safety["tables"]}["public.customers"] == 201
+    # ... and it is a run of the code location's backup_job (on its Runs page), tagged as a safety backup
+    (safety_run,) = dg.DagsterInstance.get().get_runs(
+        filters=dg.RunsFilter(tags={"dagster/partition": report["safety_backup"]}))
+    assert safety_run.job_name == "backup_job" and safety_run.remote_job_origin is not None
+    assert safety_run.tags["supabackup/pre_rollback_of"] == backup["backup_id"]
     history = show_backup(backup["backup_id"])["rollbacks"]
     assert [h["status"] for h in history] == ["planned", "restored"]
     listed = json.loads(_cli(["rollbacks", "--json"]).stdout)
