@@ -107,14 +107,13 @@ def driver_of(storage) -> str:
 
 
 def test_the_deploy_config_loads_postgres_storage_queue_pools_and_monitoring(instance):
-    from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
     assert driver_of(instance.run_storage) == "psycopg2"  # the driver dagster-postgres is written for
-    assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+    assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
     assert instance.event_log_storage.supports_global_concurrency_limits
 
     pools = instance.get_concurrency_config().pool_config
