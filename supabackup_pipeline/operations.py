@@ -125,7 +125,7 @@ def _failure_message(result: dg.ExecutionResult) -> str:
 
 
 def run_backup(description: str = "", components: list[str] | None = None,
-               instance: dg.DagsterInstance | None = None, extra_tags: dict | None = None) -> dict:
+               instance: dg.DagsterInstance | None = None) -> dict:
     """Run backup_job for a new backup ID; returns its status, size and path (or the error)."""
     from supabackup_pipeline.definitions import build_definitions
 
@@ -137,7 +137,7 @@ def run_backup(description: str = "", components: list[str] | None = None,
     backup_id, result = take_backup(instance, store, lambda new_id: _execute(
         defs, "backup_job", instance=instance, partition_key=new_id,
         asset_selection=backup_selection(defs.resolve_asset_graph(), components),
-        tags={Tag.DESCRIPTION: description, Tag.SOURCE: "cli", **(extra_tags or {})},
+        tags={Tag.DESCRIPTION: description, Tag.SOURCE: "cli"},
     ))
     summary = {"backup_id": backup_id, "run_id": result.run_id, "components": components}
     if store.exists(backup_id):

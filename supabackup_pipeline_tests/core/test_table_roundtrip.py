@@ -233,21 +233,20 @@ def _random_arrays(rng: random.Random, n: int) -> list[tuple]:
     f8_edges = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1, 1e21, 1e-7]
     f4_edges = [0.0, -0.0, 1.401298464324817e-45, 3.4028234663852886e38, 1.1754943508222875e-38, 0.10000000149011612]
 
-    def f8() -> float:
+    def finite(fmt: str, bits: int, edges: list[float]) -> float:
+        """An edge value, or random bits read as a float of `fmt` (NaN and infinities skipped)."""
         if rng.random() < 0.3:
-            return rng.choice(f8_edges)
+            return rng.choice(edges)
         while True:
-            (v,) = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))
+            (v,) = struct.unpack(fmt, rng.getrandbits(bits).to_bytes(bits // 8, "little"))
             if v == v and abs(v) != float("inf"):
                 return v
 
+    def f8() -> float:
+        return finite("<d", 64, f8_edges)
+
     def f4() -> float:
-        if rng.random() < 0.3:
-            return rng.choice(f4_edges)
-        while True:
-            (v,) = struct.unpack("<f", rng.getrandbits(32).to_bytes(4, "little"))
-            if v == v and abs(v) != float("inf"):
-                return v
+        return finite("<f", 32, f4_edges)
 
     def text() -> str:
         return "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 5)))
