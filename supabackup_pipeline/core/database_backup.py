@@ -17,7 +17,7 @@ from typing import Callable
 
 from supabackup_pipeline.core.catalog import TableRef, list_tables
 from supabackup_pipeline.core.errors import SupabackupError
-from supabackup_pipeline.core.files import make_private_dir, sha256_file, write_json
+from supabackup_pipeline.core.files import BackgroundSync, fsync_path, make_private_dir, sha256_file, write_json
 from supabackup_pipeline.core.parts import DatabasePart, Parts, TableEntry, UsersPart
 from supabackup_pipeline.core.project_lock import lock_project
 from supabackup_pipeline.core.schema_catalog import read_schema_catalog
@@ -91,15 +91,18 @@ def backup_database(
         # pg_dump --schema-only is a process of its own in the exported snapshot (alive until this
         # block ends): it runs alongside the table dumps instead of after them (~0.1 s off the benchmark).
         # Its outcome is recorded below, in the same place and order as when it ran afterwards.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema") as background:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema") as background, BackgroundSync() as sync:
             ddl = background.submit(_run_schema_dump, snap, schemas, db_dir / "schema.dump") if tables is None else None
-            dumps = _dump_parallel(snap, jobs, workers, log)
+            dumps = _dump_parallel(snap, jobs, workers, log, sync)
         result.tables = [d for d in dumps if d.ref not in auth]
         result.users = [d for d in dumps if d.ref in auth]
         if ddl is not None:
             _record_schema_ddl(ddl.result(), db_dir, result, log)
             _write_schema_catalog(snap, schemas, db_dir, result)
         _write_sequences(snap, schemas, db_dir, result)
+    for folder in (db_dir, users_dir):  # the files' names durable too, not only their bytes
+        if folder is not None:
+            fsync_path(folder)
     for dump in dumps:
         folder = "users" if dump.ref in auth else "database"
         result.files[f"{folder}/{dump.parquet_file}"] = {"bytes": dump.parquet_bytes, "sha256": dump.parquet_sha256}
@@ -138,8 +141,9 @@ def _auth_tables(snap: Snapshot) -> list[TableRef]:
     return [TableRef("auth", name) for name in AUTH_TABLES if name in present]
 
 
-def _dump_parallel(snap: Snapshot, jobs: list[tuple[TableRef, Path]], workers: int, log: Log) -> list[TableDump]:
-    """Largest tables first over `workers` connections that share the snapshot."""
+def _dump_parallel(snap: Snapshot, jobs: list[tuple[TableRef, Path]], workers: int, log: Log,
+                   sync: BackgroundSync) -> list[TableDump]:
+    """Largest tables first over `workers` connections that share the snapshot; files made durable by `sync`."""
     sizes = dict(
         snap.coordinator.execute(
             "SELECT n.nspname || '.' || c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
@@ -158,7 +162,7 @@ def _dump_parallel(snap: Snapshot, jobs: list[tuple[TableRef, Path]], workers: i
                     ref, folder = queue.pop(0)
                 except IndexError:
                     return out
-                dump = dump_table(copier, conn, ref, folder)
+                dump = dump_table(copier, conn, ref, folder, sync)
                 out.append(dump)
                 done.append(dump)
                 log(f"[{len(done)}/{total}] {ref.qualified}: {dump.rows} rows, {dump.parquet_bytes} bytes,"
@@ -200,6 +204,7 @@ def _record_schema_ddl(
     write_plain_sql(dump, plain)
     plain.chmod(0o600)
     for path in (dump, plain):
+        fsync_path(path)  # schema.sql is pg_restore's output, which it does not fsync (pg_dump syncs its own)
         result.files[f"database/{path.name}"] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 

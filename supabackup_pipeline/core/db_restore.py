@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -135,39 +136,39 @@ def plan_database_restore(
         available = [t for t in available if t.qualified in set(tables) or t.schema == "auth"]
     # Supabase's own schemas are never restructured: a backup that includes one restores rows only
     rebuild = bool("database" in components and tables is None and entries and not set(schemas) & set(SUPABASE_SCHEMAS))
-    steps = [_table_step(conn, root, t) for t in available]
-    restored = {s.ref for s in steps}
+    # The users' diff (a COPY of auth.users) and the live schema's pg_dump run on connections of
+    # their own alongside the table steps: server work for the other core meanwhile.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="plan") as alongside:
+        users = alongside.submit(_users_diff, _url_of(conn), root, available) if "users" in components else None
+        live = alongside.submit(live_entries, _url_of(conn), schemas) if rebuild else None
+        steps = [_table_step(conn, root, t) for t in available]
+        restored = {s.ref for s in steps}
 
-    plan = DatabasePlan(tables=steps, drop_new_tables=drop_new_tables)
-    if rebuild:
-        plan.schema = schema_restore.plan_schema_restore(conn, root, entries, schemas, drop_new_tables,
-                                                         live=live_entries(_url_of(conn), schemas))
-        plan.new_tables = plan.schema.new_tables
-        rebuilt = {o.qualified for o in plan.schema.drops if o.is_table}
-    else:
-        if "database" in components and tables is None:
-            live = list_tables(conn, schemas)
-            plan.new_tables = sorted(t.qualified for t in live if t not in restored)
-        plan.truncate_parents = sorted(p for p, leaves in parents.items() if set(leaves) <= {r.qualified for r in restored})
-        rebuilt = set(plan.new_tables) if drop_new_tables else set()
-    covered = restored | {TableRef(*p.split(".", 1)) for p in plan.truncate_parents}
-    plan.emptied_auth_tables, blockers = _dependents(conn, covered, rebuilt)
-    if blockers:
-        raise RestoreRefused(
-            "restoring would empty tables you did not select, because they reference restored tables with"
-            f" foreign keys: {', '.join(blockers)}. Select them too (--tables), restore all tables, or (for"
-            " tables created after the backup) pass --drop-new-tables."
-        )
-    seq_path = root / "database" / "sequences.json"
-    if "database" in components and seq_path.exists():
-        owned = {s.ref.qualified for s in steps}
-        plan.sequences = [
-            s for s in json.loads(seq_path.read_text())
-            if tables is None or (_owned_by(s) or ("",))[0] in owned
-        ]
-    if "users" in components:
-        plan.users = _users_diff(conn, root, steps)
-    return plan
+        plan = DatabasePlan(tables=steps, drop_new_tables=drop_new_tables)
+        if rebuild:
+            plan.schema = schema_restore.plan_schema_restore(conn, root, entries, schemas, drop_new_tables,
+                                                             live=live.result())
+            plan.new_tables = plan.schema.new_tables
+            rebuilt = {o.qualified for o in plan.schema.drops if o.is_table}
+        else:
+            if "database" in components and tables is None:
+                live_tables = list_tables(conn, schemas)
+                plan.new_tables = sorted(t.qualified for t in live_tables if t not in restored)
+            plan.truncate_parents = sorted(p for p, leaves in parents.items() if set(leaves) <= {r.qualified for r in restored})
+            rebuilt = set(plan.new_tables) if drop_new_tables else set()
+        covered = restored | {TableRef(*p.split(".", 1)) for p in plan.truncate_parents}
+        plan.emptied_auth_tables, blockers = _dependents(conn, covered, rebuilt)
+        if blockers:
+            raise RestoreRefused(
+                "restoring would empty tables you did not select, because they reference restored tables with"
+                f" foreign keys: {', '.join(blockers)}. Select them too (--tables), restore all tables, or (for"
+                " tables created after the backup) pass --drop-new-tables."
+            )
+        if "database" in components:
+            plan.sequences = _planned_sequences(root, tables, steps)
+        if users is not None:
+            plan.users = users.result()
+        return plan
 
 
 def _url_of(conn: psycopg.Connection) -> str:
@@ -296,9 +297,22 @@ def _dependents(conn, restored: set[TableRef], dropped: set[str]) -> tuple[list[
     return sorted(t.qualified for t in emptied), sorted(blockers)
 
 
-def _users_diff(conn, root: Path, steps: list[TableStep]) -> dict:
-    users = next((s for s in steps if s.ref.qualified == "auth.users"), None)
-    return users_diff(conn, root / users.parquet) if users is not None else {}
+def _users_diff(db_url: str, root: Path, available: list[TableEntry]) -> dict:
+    users = next((t for t in available if t.qualified == "auth.users"), None)
+    if users is None:
+        return {}
+    with connect(db_url) as conn:
+        conn.execute("SET jit = off")
+        return users_diff(conn, root / users.parquet)
+
+
+def _planned_sequences(root: Path, tables: list[str] | None, steps: list[TableStep]) -> list[dict]:
+    """The backup's sequence values to set: all, or those owned by the chosen tables' columns."""
+    seq_path = root / "database" / "sequences.json"
+    if not seq_path.exists():
+        return []
+    owned = {s.ref.qualified for s in steps}
+    return [s for s in json.loads(seq_path.read_text()) if tables is None or (_owned_by(s) or ("",))[0] in owned]
 
 
 # ------------------------------------------------------------------ apply

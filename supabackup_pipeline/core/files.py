@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -42,16 +43,58 @@ def canonical_json(data: object) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def write_json(path: Path, data: object) -> str:
-    """Write pretty JSON privately and durably; return its SHA-256."""
+def write_json(path: Path, data: object, sync: "BackgroundSync | None" = None) -> str:
+    """Write pretty JSON privately and durably (with `sync`: made durable by it, later); return
+    its SHA-256."""
     raw = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
     tmp = path.with_name(path.name + ".tmp")
     with open_private(tmp) as f:
         f.write(raw)
         f.flush()
-        os.fsync(f.fileno())
+        if sync is None:
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+    if sync is not None:
+        sync.submit(path)
     return hashlib.sha256(raw).hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or folder by name (a file's dirty pages are its inode's, whichever fd wrote them)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BackgroundSync:
+    """fsyncs finished files on a thread of its own while the writers go on with the next ones (a
+    backup's workers otherwise wait ~10 ms per file for the disk, ~0.45 s of a 3 s backup).
+    `wait()` before anything vouches for the files: a backup's manifest is written after it, so a
+    crash before then leaves a backup without a manifest, which is never published."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
+        self._pending: list[Future] = []
+
+    def submit(self, path: Path) -> None:
+        self._pending.append(self._pool.submit(fsync_path, path))
+
+    def wait(self) -> None:
+        """Every submitted file on disk; raises the first fsync error (a full or failing disk)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def __enter__(self) -> "BackgroundSync":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown()
 
 
 class HashingReader(io.RawIOBase):
@@ -80,12 +123,14 @@ class HashingReader(io.RawIOBase):
 
 
 class HashingWriter(io.RawIOBase):
-    """A write-only file that hashes what passes through (hashing while writing costs ~2%)."""
+    """A write-only file that hashes what passes through (hashing while writing costs ~2%), fsynced
+    when closed (by `sync` later, when given one with the file's `path`)."""
 
-    def __init__(self, raw):
+    def __init__(self, raw, sync: BackgroundSync | None = None, path: Path | None = None):
         self._raw = raw
         self._digest = hashlib.sha256()
         self._size = 0
+        self._sync, self._path = sync, path
 
     def writable(self) -> bool:
         return True
@@ -114,6 +159,9 @@ class HashingWriter(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self._raw.flush()
-            os.fsync(self._raw.fileno())
+            if self._sync is None:
+                os.fsync(self._raw.fileno())
             self._raw.close()
+            if self._sync is not None:
+                self._sync.submit(self._path)
         super().close()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from supabackup_pipeline.core.backup_id import is_backup_id, validate_backup_id
 from supabackup_pipeline.core.errors import BackupExists, BackupNotFound, SupabackupError
-from supabackup_pipeline.core.files import make_private_dir, write_json
+from supabackup_pipeline.core.files import fsync_path, make_private_dir, write_json
 from supabackup_pipeline.core.staging import OWNER_SUFFIX, claim, owner_alive
 
 MANIFEST = "metadata.json"
@@ -121,7 +121,7 @@ class BackupStore:
             raise SupabackupError(f"backup {backup_id} has no manifest yet; not publishing an incomplete backup")
         shutil.rmtree(staging / PARTS, ignore_errors=True)
         os.rename(staging, target)  # fails (never overwrites) if target exists and is not empty
-        _fsync_dir(self.root)
+        fsync_path(self.root)
         self.owner_file(backup_id).unlink(missing_ok=True)
         return target
 
@@ -136,11 +136,3 @@ class BackupStore:
         if not self.root.is_dir():
             return []
         return sorted(c.name for c in self.root.iterdir() if is_backup_id(c.name) and (c / MANIFEST).is_file())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from supabackup_pipeline.core.catalog import TableDescription, TableRef, describe_table
 from supabackup_pipeline.core.copy_read import MARKER_SQL, read_chunks
-from supabackup_pipeline.core.files import HashingReader, HashingWriter, open_private, write_json
+from supabackup_pipeline.core.files import BackgroundSync, HashingReader, HashingWriter, open_private, write_json
 from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, Column, codec_for, convert_batch, select_expressions
 from supabackup_pipeline.core.snapshot import CopySession, Snapshot
 
@@ -100,15 +100,17 @@ def parquet_writer(sink, schema: pa.Schema) -> pq.ParquetWriter:
     )
 
 
-def dump_table(snapshot: Snapshot | CopySession, conn: psycopg.Connection, ref: TableRef, out_dir: Path) -> TableDump:
+def dump_table(snapshot: Snapshot | CopySession, conn: psycopg.Connection, ref: TableRef, out_dir: Path,
+               sync: BackgroundSync | None = None) -> TableDump:
     """Write the table's rows and description into out_dir; `conn` is a worker of `snapshot` (or
-    of the snapshot of the worker's psql `CopySession`)."""
+    of the snapshot of the worker's psql `CopySession`). Files are fsynced before this returns, or
+    by `sync`."""
     started = time.monotonic()
     description = describe_table(conn, ref)
     stem = safe_file_stem(ref)
     parquet_path = out_dir / f"{stem}.parquet"
     schema = arrow_schema(description)
-    rows, size, digest, copy_digest = _write_parquet(snapshot, conn, description, schema, parquet_path)
+    rows, size, digest, copy_digest = _write_parquet(snapshot, conn, description, schema, parquet_path, sync)
     sidecar = {
         "format_version": FORMAT_VERSION,
         **description.to_json(),
@@ -123,7 +125,7 @@ def dump_table(snapshot: Snapshot | CopySession, conn: psycopg.Connection, ref: 
         },
     }
     sidecar_path = out_dir / f"{stem}.json"
-    sidecar_sha = write_json(sidecar_path, sidecar)
+    sidecar_sha = write_json(sidecar_path, sidecar, sync)
     return TableDump(
         ref=ref, parquet_file=parquet_path.name, sidecar_file=sidecar_path.name, rows=rows, parquet_bytes=size,
         parquet_sha256=digest, sidecar_sha256=sidecar_sha, sidecar_bytes=sidecar_path.stat().st_size,
@@ -142,14 +144,15 @@ def copy_select_sql(columns: list[Column], ref: TableRef, format_version: int = 
 
 
 def _write_parquet(
-    snapshot: Snapshot | CopySession, conn: psycopg.Connection, description: TableDescription, schema: pa.Schema, path: Path
+    snapshot: Snapshot | CopySession, conn: psycopg.Connection, description: TableDescription, schema: pa.Schema,
+    path: Path, sync: BackgroundSync | None = None,
 ) -> tuple[int, int, str, str | None]:
     """(rows, Parquet size, Parquet SHA-256, SHA-256 of the COPY stream read)."""
     exprs, _ = select_expressions(description.columns)
     rows = 0
     copied = None
     with open_private(path) as raw:
-        sink = HashingWriter(raw)
+        sink = HashingWriter(raw, sync, path)
         writer = parquet_writer(sink, schema)
         try:
             if not exprs:  # a table without columns still has rows

@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from supabackup_pipeline.core import copy_binary
+from supabackup_pipeline.core.copy_binary_text import text_form_encoder
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, quote_ident
 
@@ -222,7 +223,7 @@ def load_table(conn: psycopg.Connection, parquet_path: Path, sidecar: dict, targ
     if not columns:
         return _insert_default_rows(conn, target, sidecar["row_count"])
     parquet = pq.ParquetFile(parquet_path, buffer_size=READ_BUFFER)
-    encoders = _binary_encoders(parquet, sidecar, columns)
+    encoders = _binary_encoders(parquet, sidecar, columns, _receive_functions(conn, target))
     read = columns if encoders else parquet.schema_arrow.names  # CSV also needs the overflow columns
     batches = parquet.iter_batches(batch_size=batch_rows(parquet, read), columns=read)
     column_list = ", ".join(quote_ident(c) for c in columns)
@@ -266,17 +267,38 @@ def batch_rows(parquet: pq.ParquetFile, columns: list[str]) -> int:
     return int(max(1, min(MAX_BATCH_ROWS, BATCH_BYTES // max(widest, 1.0))))
 
 
-def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str]) -> list | None:
+def _receive_functions(conn: psycopg.Connection, target: TableRef) -> dict[str, tuple]:
+    """Each column of the live table → the receive function of its type (of a domain's base type)
+    and, for an array, its element type's receive function and OID: what the server will read the
+    column's binary fields with."""
+    rows = conn.execute(
+        "SELECT a.attname, b.typreceive::text, e.typreceive::text, e.oid FROM pg_attribute a"
+        " JOIN pg_type t ON t.oid = a.atttypid"
+        " JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END"
+        " LEFT JOIN pg_type e ON e.oid = b.typelem AND b.typreceive = 'array_recv'::regproc"
+        " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped", (target.sql,)).fetchall()
+    return {name: (receive, element_receive, element_oid) for name, receive, element_receive, element_oid in rows}
+
+
+def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str], receive: dict[str, tuple]) -> list | None:
     """One binary encoder per column, or None when the table must go as CSV: a column without a
-    binary form, or a value in an overflow column (infinite dates, BC timestamps, odd arrays)."""
+    binary form, a value in an overflow column (infinite dates, BC timestamps, odd arrays), or a
+    text-form value (enum, inet, interval, timetz) copy_binary_text cannot encode exactly."""
     by_name = {c["name"]: c for c in sidecar["columns"]}
-    encoders = [copy_binary.column_encoder(by_name[c]) for c in columns]
+    from_text = {c: text_form_encoder(*receive.get(c, ())) for c in columns if copy_binary.column_encoder(by_name[c]) is None}
+    encoders = [from_text[c] if c in from_text else copy_binary.column_encoder(by_name[c]) for c in columns]
     if None in encoders:
         return None
     overflow = [OVERFLOW_PREFIX + c for c in columns if OVERFLOW_PREFIX + c in parquet.schema_arrow.names]
     if overflow and any(batch.column(i).null_count < batch.num_rows
                         for batch in parquet.iter_batches(batch_size=batch_rows(parquet, overflow), columns=overflow)
                         for i in range(batch.num_columns)):
+        return None
+    try:
+        for name, encode in from_text.items():  # every value tried before the COPY starts: a failure would abort it
+            for batch in parquet.iter_batches(batch_size=batch_rows(parquet, [name]), columns=[name]):
+                encode(batch.column(0))
+    except ValueError:
         return None
     return encoders
 

@@ -10,7 +10,7 @@ import threading
 import random
 import struct
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
@@ -403,3 +403,69 @@ def test_a_load_the_server_rejects_midway_raises_and_leaves_no_row_and_no_thread
             load_table(conn, tmp_path / dump.parquet_file, sidecar, TableRef("public", "items_copy"))
     assert db.execute("SELECT count(*) FROM public.items_copy").fetchone()[0] == 0
     assert threading.active_count() == threads
+
+
+def test_enum_inet_interval_and_timetz_columns_load_as_binary_and_come_back_exactly(project_db_url, db, tmp_path,
+                                                                                    copy_format):
+    """Their binary fields are made from the text the dump holds (core/copy_binary_text.py): every
+    form interval_out, timetz_out and network_show print, enum labels with odd characters, enum
+    arrays, a domain over an enum, next to the native types whose text parsing binary COPY spares
+    the server."""
+    db.execute("""
+        CREATE TYPE public.kind AS ENUM ('page_view', 'a "quoted", label', 'ünï ✓', '', 'NULL', '{x}');
+        CREATE DOMAIN public.kind_d AS public.kind;
+        CREATE TABLE public.textforms (id int PRIMARY KEY, k public.kind, kd public.kind_d, ip inet, net cidr,
+                                       iv interval, tz timetz, ks public.kind[], at timestamptz, u uuid)
+    """)
+    rng = random.Random(7)
+    intervals = ["0", "1 year 2 mons -3 days 04:05:06.789", "-178000000 years", "-1 days +02:03:00", "1 day -00:00:01",
+                 "-00:00:00.000001", "100:00:00", "1 mon", "-2 years -3 mons", "2562047788:00:54.775807",
+                 "-2562047788:00:54.775807", "3 days", "-1 years +2 mons", "00:00:00.5", "178000000 years"]
+    networks = ["1.2.3.4", "0.0.0.0/0", "255.255.255.255", "10.1.2.3/8", "::1", "::", "2001:db8::1/64",
+                "::ffff:1.2.3.4", "fe80::1:2:3:4/10", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]
+    cidrs = ["10.0.0.0/8", "0.0.0.0/0", "192.168.1.128/25", "2001:db8::/32", "::/0", "1.2.3.4/32"]
+    times = ["04:05:06+02", "23:59:59.999999-05:30", "24:00:00+00", "00:00:00+15:59", "12:00:00.5-00:00:30",
+             "08:00:00+05:45", "00:00:00-15:59:59"]
+    kinds = ["page_view", 'a "quoted", label', "ünï ✓", "", "NULL", "{x}"]
+    arrays = ["{}", "{page_view}", '{"a \\"quoted\\", label",NULL,"","NULL","{x}"}', "{ünï ✓,page_view}"]
+    with db.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO public.textforms VALUES (%s, %s, %s, %s::inet, %s::cidr, %s::interval, %s::timetz,"
+            " %s::public.kind[], %s, %s)",
+            [(i, rng.choice(kinds), rng.choice(kinds), rng.choice(networks), rng.choice(cidrs), rng.choice(intervals),
+              rng.choice(times), rng.choice(arrays), datetime(2026, 1, 1, tzinfo=timezone.utc),
+              uuid.UUID(int=rng.getrandbits(128))) for i in range(3000)]
+            + [(5000,) + (None,) * 9])
+    dump_and_reload(project_db_url, db, tmp_path, "textforms")
+    assert rows_as_text(db, "textforms_copy") == rows_as_text(db, "textforms")
+    assert copy_format.used == [copy_format.name]
+
+
+@pytest.mark.parametrize("case", ["interval form", "array shape"])
+def test_a_text_form_value_without_an_exact_binary_form_sends_the_table_as_csv(project_db_url, db, tmp_path, case,
+                                                                               monkeypatch):
+    """Never guessed at: an interval the encoder does not recognise (`1 hour`: valid input that
+    interval_out never prints, as an older or newer server's form would be), or an enum array
+    that is not 1-D from 1, sends the whole table as CSV, and the server parses it."""
+    db.execute("CREATE TYPE public.level AS ENUM ('low', 'high');"
+               "CREATE TABLE public.spans (id int, iv interval, ip inet, levels public.level[])")
+    db.execute("INSERT INTO public.spans VALUES (1, '1 day', '1.2.3.4', '{low}'), (2, '-00:00:01', '::1', %s)",
+               ("[0:1]={low,high}" if case == "array shape" else "{high,low}",))
+    with open_snapshot(project_db_url) as snap, snap.worker() as conn:
+        dump = dump_table(snap, conn, TableRef("public", "spans"), tmp_path)
+    sidecar = json.loads((tmp_path / dump.sidecar_file).read_text())
+    path = tmp_path / dump.parquet_file
+    if case == "interval form":
+        table = pq.read_table(path)
+        pq.write_table(table.set_column(1, "iv", pa.array(["1 hour", "-00:00:01"])), path)
+    db.execute("CREATE TABLE public.spans_copy (LIKE public.spans)")
+    used = []
+    choose = table_load._binary_encoders
+    monkeypatch.setattr(table_load, "_binary_encoders", lambda *args: used.append(choose(*args)) or used[-1])
+    with connect(project_db_url) as conn, conn.transaction():
+        load_table(conn, path, sidecar, TableRef("public", "spans_copy"))
+    assert used == [None]
+    expected = db.execute("SELECT id, iv, ip, levels::text FROM public.spans ORDER BY id").fetchall()
+    if case == "interval form":
+        expected[0] = (1, timedelta(hours=1), *expected[0][2:])
+    assert db.execute("SELECT id, iv, ip, levels::text FROM public.spans_copy ORDER BY id").fetchall() == expected
