@@ -24,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from supabackup_pipeline.core import pg_datetime
+
 # Session settings that pin every text form we read (and later write back).
 SESSION_SETTINGS = {
     "DateStyle": "ISO, YMD",
@@ -62,7 +64,9 @@ class Codec:
     """How one column travels: SQL expressions for COPY and the Parquet type.
 
     A dump reads binary COPY (`binary_sql`, decoded by `copy_read`); `select_sql` is the CSV form
-    format-1 backups read and recorded the digest of (a restore reads them back with it).
+    format-1 backups read and recorded the digest of (a restore reads them back with it). A codec
+    with `split` is read as the column itself from format 3 on (`sent_type`), and `split` makes
+    the Parquet column and its overflow column of it on the client (pg_datetime).
     """
 
     kind: str  # "native" or "text"
@@ -71,6 +75,8 @@ class Codec:
     overflow_sql: str | None = None
     convert: Callable[[pa.Array], pa.Array] | None = None  # from the decoded field (arrays' text → lists)
     binary_sql: str | None = None  # None: the same as select_sql
+    sent_type: pa.DataType | None = None
+    split: Callable[[pa.Array], list[pa.Array]] | None = None
 
     @property
     def wire_type(self) -> pa.DataType:
@@ -300,26 +306,30 @@ _SIMPLE = {
 }
 
 
-def _ranged(arrow_type: pa.DataType, in_range: str) -> Codec:
+def _ranged(arrow_type: pa.DataType, in_range: str, sent_type: pa.DataType, split) -> Codec:
     return Codec(
         "native", arrow_type,
         f"CASE WHEN {in_range} THEN {{c}} END",
         overflow_sql=f"CASE WHEN NOT ({in_range}) THEN {{c}}::text END",
+        sent_type=sent_type, split=split,
     )
 
 
 # Arrow's CSV parser reads years 0001..9999; BC, later years and ±infinity go to overflow.
 _RANGED = {
-    "date": _ranged(pa.date32(), "{c} BETWEEN '0001-01-01'::date AND '9999-12-31'::date"),
+    "date": _ranged(pa.date32(), "{c} BETWEEN '0001-01-01'::date AND '9999-12-31'::date", pa.int32(),
+                    pg_datetime.split_dates),
     "timestamp": _ranged(
         pa.timestamp("us"),
         "{c} BETWEEN '0001-01-01 00:00:00'::timestamp AND '9999-12-31 23:59:59.999999'::timestamp",
+        pa.int64(), pg_datetime.split_timestamps(pa.timestamp("us")),
     ),
     "timestamptz": _ranged(
         pa.timestamp("us", tz="UTC"),
         "{c} BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz",
+        pa.int64(), pg_datetime.split_timestamps(pa.timestamp("us", tz="UTC")),
     ),
-    "time": _ranged(pa.time64("us"), "{c} < '24:00:00'::time"),
+    "time": _ranged(pa.time64("us"), "{c} < '24:00:00'::time", pa.int64(), pg_datetime.split_times),
 }
 
 _LIST_ELEMENTS = {
@@ -354,17 +364,23 @@ def codec_for(column: Column) -> Codec:
     return _TEXT
 
 
-def select_expressions(columns: list[Column], binary: bool = False) -> tuple[list[str], list[tuple[str, pa.DataType]]]:
-    """SQL select-list items and the (parquet name, binary COPY wire type) of each field, in order:
-    for binary COPY, or (binary=False) the CSV text form format-1 backups read.
+def select_expressions(columns: list[Column], version: int = 3) -> tuple[list[str], list[tuple[str, pa.DataType]]]:
+    """SQL select-list items and the (parquet name, binary COPY wire type) of each field, in order,
+    for the COPY of a dump of format `version` (1: the CSV text forms; 2: binary COPY; 3: binary
+    COPY, dates and times as they are, split on the client).
 
-    Overflow columns come right after their column, named OVERFLOW_PREFIX + column name.
+    Overflow columns come right after their column, named OVERFLOW_PREFIX + column name (up to
+    format 2 as fields of their own; from 3 on, dates and times make theirs on the client).
     """
     exprs, fields = [], []
     for column in columns:
         codec = codec_for(column)
         c = quote_ident(column.name)
-        exprs.append(((binary and codec.binary_sql) or codec.select_sql).format(c=c))
+        if version >= 3 and codec.split:
+            exprs.append(c)
+            fields.append((column.name, codec.sent_type))
+            continue
+        exprs.append(((version >= 2 and codec.binary_sql) or codec.select_sql).format(c=c))
         fields.append((column.name, codec.wire_type))
         if codec.overflow_sql:
             exprs.append(codec.overflow_sql.format(c=c))
@@ -373,14 +389,17 @@ def select_expressions(columns: list[Column], binary: bool = False) -> tuple[lis
 
 
 def convert_batch(columns: list[Column], fields: list[pa.Array]) -> list[pa.Array]:
-    """The decoded fields `select_expressions(columns, binary=True)` lists → the Parquet columns, in
-    the same order (each column, then its overflow column if it has one), conversions applied."""
+    """The decoded fields `select_expressions(columns)` lists (the latest format) → the Parquet
+    columns, in the same order (each column, then its overflow column if it has one), conversions applied."""
     out, i = [], 0
     for column in columns:
         codec = codec_for(column)
         value = fields[i]
-        out.append(codec.convert(value) if codec.convert else value)
         i += 1
+        if codec.split:
+            out.extend(codec.split(value))
+            continue
+        out.append(codec.convert(value) if codec.convert else value)
         if codec.overflow_sql:
             out.append(fields[i])
             i += 1

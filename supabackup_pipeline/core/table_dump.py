@@ -26,8 +26,9 @@ from supabackup_pipeline.core.snapshot import CopySession, Snapshot
 PARQUET_ROW_GROUP = 256 * 1024
 ZSTD_LEVEL = 1
 # 1: rows read as CSV, copy_sha256 of that CSV text. 2: read as binary COPY (first field a marker,
-# see copy_read), copy_sha256 of that binary stream. Same Parquet either way.
-FORMAT_VERSION = 2
+# see copy_read), copy_sha256 of that binary stream. 3: the same, but dates and times are read as
+# they are and split into value and overflow on the client (pg_datetime). Same Parquet in all.
+FORMAT_VERSION = 3
 
 
 def safe_file_stem(ref: TableRef) -> str:
@@ -136,10 +137,9 @@ def dump_table(snapshot: Snapshot | CopySession, conn: psycopg.Connection, ref: 
 def copy_select_sql(columns: list[Column], ref: TableRef, format_version: int = FORMAT_VERSION) -> str:
     """The COPY a dump of `format_version` reads a table with (a restore reads it back the same way,
     to compare digests)."""
+    exprs, _ = select_expressions(columns, format_version)
     if format_version < 2:
-        exprs, _ = select_expressions(columns)
         return f"COPY (SELECT {', '.join(exprs)} FROM ONLY {ref.sql}) TO STDOUT (FORMAT csv)"
-    exprs, _ = select_expressions(columns, binary=True)
     return f"COPY (SELECT {', '.join([MARKER_SQL, *exprs])} FROM ONLY {ref.sql}) TO STDOUT (FORMAT binary)"
 
 
@@ -170,7 +170,7 @@ def _write_parquet(
 
 def binary_batches(stream, columns: list[Column], schema: pa.Schema):
     """Record batches (in `schema`) from the bytes of `copy_select_sql(columns, ...)` (binary)."""
-    _, fields = select_expressions(columns, binary=True)
+    _, fields = select_expressions(columns, FORMAT_VERSION)
     for arrays in read_chunks(stream, [t for _, t in fields]):
         yield pa.RecordBatch.from_arrays(convert_batch(columns, arrays), schema=schema)
 

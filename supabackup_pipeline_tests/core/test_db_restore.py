@@ -131,30 +131,42 @@ def test_post_validation_compares_the_copy_digest_or_else_every_value(db, projec
     assert result["tables"][0]["validated_by"] == ("copy_sha256" if digest == "recorded" else "fingerprint")
 
 
-# How a format-1 dump read `_bulk_table`'s table (CSV; its copy_sha256 is the digest of this text).
-FORMAT_1_COPY = (
-    "COPY (SELECT \"id\", \"name\", \"tags\","
-    " CASE WHEN array_ndims(\"tags\") > 1 OR array_lower(\"tags\", 1) <> 1 THEN \"tags\"::text END,"
-    " CASE WHEN \"at\" BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz"
-    " THEN \"at\" END,"
-    " CASE WHEN NOT (\"at\" BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz)"
-    " THEN \"at\"::text END, \"price\" FROM ONLY {table}) TO STDOUT (FORMAT csv)"
-)
+# How earlier dump formats read `_bulk_table`'s table; their copy_sha256 is the digest of this stream.
+EARLIER_FORMATS = {
+    1: (  # CSV
+        "COPY (SELECT \"id\", \"name\", \"tags\","
+        " CASE WHEN array_ndims(\"tags\") > 1 OR array_lower(\"tags\", 1) <> 1 THEN \"tags\"::text END,"
+        " CASE WHEN \"at\" BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz"
+        " THEN \"at\" END,"
+        " CASE WHEN NOT (\"at\" BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz)"
+        " THEN \"at\"::text END, \"price\" FROM ONLY {table}) TO STDOUT (FORMAT csv)"
+    ),
+    2: (  # binary, a marker first, the server splitting timestamps into value and overflow text
+        "COPY (SELECT 5999440460902781527::int8, \"id\", \"name\", \"tags\"::text,"
+        " CASE WHEN array_ndims(\"tags\") > 1 OR array_lower(\"tags\", 1) <> 1 THEN \"tags\"::text END,"
+        " CASE WHEN \"at\" BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz"
+        " THEN \"at\" END,"
+        " CASE WHEN NOT (\"at\" BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz)"
+        " THEN \"at\"::text END, \"price\"::text FROM ONLY {table}) TO STDOUT (FORMAT binary)"
+    ),
+}
 
 
-def test_a_format_1_backup_still_validates_by_its_csv_digest(db, project_db_url, schema, tmp_path):
-    """Backups made before binary COPY recorded the digest of the CSV text: a restore reads the
-    restored table back as CSV for them, and the digest proves it equal without a value comparison."""
+@pytest.mark.parametrize("version", sorted(EARLIER_FORMATS))
+def test_a_backup_of_an_earlier_format_still_validates_by_its_own_digest(db, project_db_url, schema, tmp_path, version):
+    """Backups made before the current format recorded the digest of their own COPY: a restore
+    reads the restored table back that way for them, and the digest proves it equal without a
+    value comparison."""
     _bulk_table(db, schema)
     at_backup = rows(db, f"{schema}.items")
-    with connect(project_db_url) as conn, conn.cursor().copy(FORMAT_1_COPY.format(table=f"{schema}.items")) as copy:
-        csv_digest = hashlib.sha256(b"".join(bytes(chunk) for chunk in copy)).hexdigest()
+    with connect(project_db_url) as conn, conn.cursor().copy(EARLIER_FORMATS[version].format(table=f"{schema}.items")) as copy:
+        old_digest = hashlib.sha256(b"".join(bytes(chunk) for chunk in copy)).hexdigest()
     manifest = back_up(project_db_url, schema, tmp_path)
     db.execute(f"UPDATE {schema}.items SET name = 'changed' WHERE id = 7")
     restore = plan(project_db_url, tmp_path, manifest)
     sidecar = restore.tables[0].sidecar
-    assert sidecar["format_version"] == 2 and sidecar["copy_sha256"] != csv_digest
-    sidecar.update(format_version=1, copy_sha256=csv_digest)
+    assert sidecar["format_version"] == 3 and sidecar["copy_sha256"] != old_digest
+    sidecar.update(format_version=version, copy_sha256=old_digest)
 
     result = apply_database_restore(project_db_url, restore, tmp_path, log=lambda _: None)
 

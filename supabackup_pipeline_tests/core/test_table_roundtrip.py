@@ -469,3 +469,36 @@ def test_a_text_form_value_without_an_exact_binary_form_sends_the_table_as_csv(p
     if case == "interval form":
         expected[0] = (1, timedelta(hours=1), *expected[0][2:])
     assert db.execute("SELECT id, iv, ip, levels::text FROM public.spans_copy ORDER BY id").fetchall() == expected
+
+
+def test_dates_and_times_outside_arrow_keep_the_servers_exact_text(project_db_url, db, tmp_path, copy_format):
+    """The dump reads dates and times as they are and makes the overflow text of those Arrow cannot
+    hold on the client (core/pg_datetime.py): it must be the server's own text, character for
+    character (a restore's value-by-value comparison relies on it), at the ends of every range."""
+    db.execute("CREATE TABLE public.extremes (id int PRIMARY KEY, d date, ts timestamp, tstz timestamptz, t time)")
+    dates = ["4713-11-24 BC", "0001-01-01 BC", "0001-12-31 BC", "0005-02-29 BC", "0001-01-01", "9999-12-31",
+             "10000-01-01", "5874897-12-31", "infinity", "-infinity", "2000-01-01", "1999-12-31"]
+    stamps = ["4713-11-24 00:00:00 BC", "0044-03-15 12:34:56.5 BC", "0001-12-31 23:59:59.999999 BC", "0001-01-01 00:00:00",
+              "9999-12-31 23:59:59.999999", "10000-01-01 00:00:00.000001", "294276-12-31 23:59:59.999999",
+              "infinity", "-infinity", "1970-01-01 00:00:00", "2000-02-29 12:00:00.1"]
+    times = ["00:00:00", "23:59:59.999999", "24:00:00", "12:00:00.000001"]
+    with db.cursor() as cur:
+        cur.executemany("INSERT INTO public.extremes VALUES (%s, %s::date, %s::timestamp, %s::timestamptz, %s::time)",
+                        [(i, dates[i % len(dates)], stamps[i % len(stamps)], stamps[(i + 3) % len(stamps)],
+                          times[i % len(times)]) for i in range(len(dates) * len(stamps))] + [(999, None, None, None, None)])
+    _, table = dump_and_reload(project_db_url, db, tmp_path, "extremes")
+    server = {r[0]: r[1:] for r in db.execute("SELECT id, d::text, ts::text, tstz::text, t::text FROM public.extremes")}
+    got = table.to_pylist()
+    outside = 0
+    for row in got:
+        for k, name in enumerate(("d", "ts", "tstz", "t")):
+            text = server[row["id"]][k]
+            if row[f"__pgtext__{name}"] is not None:
+                outside += 1
+                assert row[name] is None and row[f"__pgtext__{name}"] == text
+            elif text is None:
+                assert row[name] is None
+            else:
+                assert row[name] is not None
+    assert outside > 100
+    assert rows_as_text(db, "extremes_copy") == rows_as_text(db, "extremes")
