@@ -236,12 +236,14 @@ class CopySession:
 
 
 class _UntilMark(io.RawIOBase):
-    """A pipe read up to an end mark, as a stream that ends there (the mark not included)."""
+    """A pipe read up to an end mark, as a stream that ends there (the mark not included). What the
+    pipe hands over is kept as views and copied once, when read (350 MB go through a backup)."""
 
     def __init__(self, pipe: IO[bytes], mark: bytes):
         self._pipe = pipe
         self._mark = mark
-        self._ready = bytearray()
+        self._ready: list[memoryview] = []
+        self._ready_bytes = 0
         self._held = b""  # the last len(mark) bytes: maybe the start of the mark
         self._done = False
         self.marked = False
@@ -250,23 +252,42 @@ class _UntilMark(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        while not self._done and (size < 0 or len(self._ready) < size):
+        while not self._done and (size < 0 or self._ready_bytes < size):
             self._pull()
-        n = len(self._ready) if size < 0 else min(size, len(self._ready))
-        out = bytes(self._ready[:n])
-        del self._ready[:n]
-        return out
+        n = self._ready_bytes if size < 0 else min(size, self._ready_bytes)
+        taken, got = [], 0
+        while got < n:
+            view = self._ready[0]
+            if got + len(view) <= n:
+                taken.append(self._ready.pop(0))
+            else:
+                taken.append(view[:n - got])
+                self._ready[0] = view[n - got:]
+            got += len(taken[-1])
+        self._ready_bytes -= n
+        return b"".join(taken)
 
     def _pull(self) -> None:
         piece = self._pipe.read1(1 << 20)  # what the pipe has now: psql sends nothing after the mark
+        m = len(self._mark)
+        if len(piece) > m and not piece.endswith(self._mark):  # the usual case: no copy
+            self._add(self._held)
+            self._add(memoryview(piece)[:-m])
+            self._held = piece[-m:]
+            return
         held = self._held + piece
         if not piece or held.endswith(self._mark):
             self.marked = bool(piece)
-            self._ready += held[:-len(self._mark)] if piece else held
+            self._add(held[:-m] if piece else held)
             self._held, self._done = b"", True
         else:
-            self._ready += held[:-len(self._mark)]
-            self._held = held[-len(self._mark):]
+            self._add(held[:-m])
+            self._held = held[-m:]
+
+    def _add(self, data: bytes | memoryview) -> None:
+        if len(data):
+            self._ready.append(memoryview(data))
+            self._ready_bytes += len(data)
 
 
 @contextlib.contextmanager

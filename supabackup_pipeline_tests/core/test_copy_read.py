@@ -109,3 +109,31 @@ def test_one_psql_session_runs_many_copies_in_the_snapshot_and_reports_a_failed_
         with pytest.raises(SupabackupError, match="no_such_table"):
             with session.copy_out("COPY (SELECT * FROM public.no_such_table) TO STDOUT (FORMAT binary)") as stream:
                 list(read_chunks(stream, TYPES))
+
+
+class _Pipe:
+    """A pipe that hands over `data` in the given piece sizes (read1 returns what is there)."""
+
+    def __init__(self, data: bytes, sizes: list[int]):
+        self._data, self._sizes = data, sizes
+
+    def read1(self, _: int) -> bytes:
+        size = self._sizes.pop(0) if self._sizes else len(self._data)
+        piece, self._data = self._data[:size], self._data[size:]
+        return piece
+
+
+@pytest.mark.parametrize("sizes", [[], [1] * 80, [3, 7, 5, 1, 1, 2], [40, 1, 1], [41, 40, 39, 2, 1]])
+@pytest.mark.parametrize("reads", [1, 4, 64, -1])
+def test_a_psql_stream_ends_exactly_at_its_mark_however_the_pipe_splits_it(sizes, reads):
+    """The end mark may arrive in pieces, even byte by byte; what comes before it is handed on
+    whole and unchanged, whatever the read sizes."""
+    from supabackup_pipeline.core.snapshot import _UntilMark
+
+    mark = b"--supabackup-copy-end-0123456789--\n"
+    body = bytes(range(256)) * 3 + mark[:-1] + b"x"  # a value that starts like the mark is data
+    stream = _UntilMark(_Pipe(body + mark, sizes), mark)
+    out = b""
+    while chunk := stream.read(reads):
+        out += chunk
+    assert out == body and stream.marked
