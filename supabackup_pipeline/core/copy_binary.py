@@ -182,6 +182,36 @@ _SCALARS: dict[str, Encoder] = {
 }
 
 
+# Overflow values of dates and times whose binary form is plain: the server's own integers.
+_SPECIAL = {
+    "date": (">i4", {"infinity": (1 << 31) - 1, "-infinity": -(1 << 31)}, _PG_EPOCH_DAYS),
+    "timestamp": (">i8", {"infinity": (1 << 63) - 1, "-infinity": -(1 << 63)}, _PG_EPOCH_US),
+    "timestamptz": (">i8", {"infinity": (1 << 63) - 1, "-infinity": -(1 << 63)}, _PG_EPOCH_US),
+    "time": (">i8", {"24:00:00": 86_400_000_000}, 0),
+}
+
+
+def special_values(column: dict) -> set[str]:
+    """The overflow texts `with_overflow` encodes for this column (none for other types)."""
+    return set(_SPECIAL.get(column["base_type"], ("", {}, 0))[1])
+
+
+def with_overflow(column: dict) -> Callable[[pa.Array, pa.Array], pa.Array]:
+    """(value, overflow) → COPY fields, for a date or time column whose overflow column holds only
+    `special_values` (±infinity: common as "never expires"); the rest is the column's own encoding."""
+    dtype, special, shift = _SPECIAL[column["base_type"]]
+
+    def encode(value: pa.Array, overflow: pa.Array) -> pa.Array:
+        stored = pc.fill_null(value.cast(pa.int64() if dtype == ">i8" else pa.int32()), 0).to_numpy() - shift
+        text = overflow.cast(pa.string())
+        for name, number in special.items():
+            stored[pc.fill_null(pc.equal(text, name), False).to_numpy(zero_copy_only=False)] = number
+        valid = _valid(value) | _valid(overflow)
+        return fixed_fields(_be(stored, dtype), valid)
+
+    return encode
+
+
 def column_encoder(column: dict) -> Encoder | None:
     """The encoder of a sidecar column, or None when it has no binary form here."""
     base, element = column["base_type"], column.get("element_type")
@@ -192,9 +222,9 @@ def column_encoder(column: dict) -> Encoder | None:
     return None
 
 
-def encode_rows(columns: list[pa.Array], encoders: list[Encoder]) -> pa.Buffer:
-    """The rows of `columns` in binary COPY format (without the stream's signature and trailer)."""
-    fields = [encode(column) for column, encode in zip(columns, encoders)]
+def join_rows(fields: list[pa.Array]) -> pa.Buffer:
+    """The rows of the columns' COPY `fields` in binary COPY format (without the stream's signature
+    and trailer)."""
     count = pa.scalar(struct.pack(">h", len(fields)), pa.large_binary())
     rows = pc.binary_join_element_wise(count, *fields, _EMPTY)
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64, count=len(rows) + 1)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import queue
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import psycopg
@@ -224,7 +226,9 @@ def load_table(conn: psycopg.Connection, parquet_path: Path, sidecar: dict, targ
         return _insert_default_rows(conn, target, sidecar["row_count"])
     parquet = pq.ParquetFile(parquet_path, buffer_size=READ_BUFFER)
     encoders = _binary_encoders(parquet, sidecar, columns, _receive_functions(conn, target))
-    read = columns if encoders else parquet.schema_arrow.names  # CSV also needs the overflow columns
+    # CSV also needs the overflow columns; binary those of dates and times holding ±infinity
+    read = columns + [OVERFLOW_PREFIX + c for c, e in zip(columns, encoders) if isinstance(e, _Merged)] \
+        if encoders else parquet.schema_arrow.names
     batches = parquet.iter_batches(batch_size=batch_rows(parquet, read), columns=read)
     column_list = ", ".join(quote_ident(c) for c in columns)
     cursor = conn.cursor()
@@ -244,7 +248,9 @@ def load_table(conn: psycopg.Connection, parquet_path: Path, sidecar: dict, targ
 def _encoded(batch: pa.RecordBatch, columns: list[str], encoders: list | None) -> Buffer:
     """One batch as COPY data: binary rows with `encoders`, else CSV of the Postgres text forms."""
     if encoders:
-        return memoryview(copy_binary.encode_rows(batch.columns, encoders))
+        fields = [e.encode(batch.column(c), batch.column(OVERFLOW_PREFIX + c)) if isinstance(e, _Merged)
+                  else e(batch.column(c)) for c, e in zip(columns, encoders)]
+        return memoryview(copy_binary.join_rows(fields))
     buffer = io.BytesIO()
     pacsv.write_csv(text_batch(batch, columns), buffer,
                     write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"))
@@ -280,20 +286,27 @@ def _receive_functions(conn: psycopg.Connection, target: TableRef) -> dict[str, 
     return {name: (receive, element_receive, element_oid) for name, receive, element_receive, element_oid in rows}
 
 
+@dataclass(frozen=True)
+class _Merged:
+    """The encoder of a column read together with its overflow column (copy_binary.with_overflow)."""
+
+    encode: Callable[[pa.Array, pa.Array], pa.Array]
+
+
 def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str], receive: dict[str, tuple]) -> list | None:
     """One binary encoder per column, or None when the table must go as CSV: a column without a
-    binary form, a value in an overflow column (infinite dates, BC timestamps, odd arrays), or a
-    text-form value (enum, inet, interval, timetz) copy_binary_text cannot encode exactly."""
+    binary form, a value in an overflow column other than a date's or time's ±infinity (BC
+    timestamps, odd arrays), or a text-form value (enum, inet, interval, timetz) copy_binary_text
+    cannot encode exactly."""
     by_name = {c["name"]: c for c in sidecar["columns"]}
     from_text = {c: text_form_encoder(*receive.get(c, ())) for c in columns if copy_binary.column_encoder(by_name[c]) is None}
     encoders = [from_text[c] if c in from_text else copy_binary.column_encoder(by_name[c]) for c in columns]
     if None in encoders:
         return None
-    overflow = [OVERFLOW_PREFIX + c for c in columns if OVERFLOW_PREFIX + c in parquet.schema_arrow.names]
-    if overflow and any(batch.column(i).null_count < batch.num_rows
-                        for batch in parquet.iter_batches(batch_size=batch_rows(parquet, overflow), columns=overflow)
-                        for i in range(batch.num_columns)):
-        return None
+    for name, found in _overflow_values(parquet, columns).items():
+        if not found <= copy_binary.special_values(by_name[name]):
+            return None
+        encoders[columns.index(name)] = _Merged(copy_binary.with_overflow(by_name[name]))
     try:
         for name, encode in from_text.items():  # every value tried before the COPY starts: a failure would abort it
             for batch in parquet.iter_batches(batch_size=batch_rows(parquet, [name]), columns=[name]):
@@ -301,6 +314,24 @@ def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str],
     except ValueError:
         return None
     return encoders
+
+
+def _overflow_values(parquet: pq.ParquetFile, columns: list[str], most: int = 3) -> dict[str, set[str]]:
+    """Column → the distinct texts in its overflow column (up to `most` + 1 of them), for the
+    columns whose overflow column holds any."""
+    names = parquet.schema_arrow.names
+    overflow = [OVERFLOW_PREFIX + c for c in columns if OVERFLOW_PREFIX + c in names]
+    found: dict[str, set[str]] = {}
+    if not overflow:
+        return found
+    for batch in parquet.iter_batches(batch_size=batch_rows(parquet, overflow), columns=overflow):
+        for i, name in enumerate(overflow):
+            column = batch.column(i)
+            if column.null_count < len(column):
+                values = found.setdefault(name[len(OVERFLOW_PREFIX):], set())
+                if len(values) <= most:
+                    values.update(pc.unique(column.drop_null()).to_pylist()[:most + 1])
+    return found
 
 
 def _insert_default_rows(conn: psycopg.Connection, target: TableRef, count: int) -> int:
