@@ -31,7 +31,7 @@ Encoder = Callable[[pa.Array], pa.Array]  # an Arrow column → its COPY fields 
 
 
 # ------------------------------------------------------------------ fields
-def _valid(arr: pa.Array) -> np.ndarray:
+def valid_mask(arr: pa.Array) -> np.ndarray:
     return unpack_bits(arr.buffers()[0], arr.offset, len(arr), True)
 
 
@@ -40,7 +40,7 @@ def _binary_array(data: np.ndarray, offsets: np.ndarray) -> pa.Array:
                                  [None, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(data)])
 
 
-def _rows_of(matrix: np.ndarray, widths: np.ndarray) -> pa.Array:
+def rows_of(matrix: np.ndarray, widths: np.ndarray) -> pa.Array:
     """Row i of `matrix` cut to its first widths[i] bytes, as one binary value per row."""
     n, w = matrix.shape
     offsets = np.zeros(n + 1, dtype=np.int64)
@@ -50,7 +50,7 @@ def _rows_of(matrix: np.ndarray, widths: np.ndarray) -> pa.Array:
     return _binary_array(matrix[np.arange(w) < widths[:, None]], offsets)
 
 
-def _be(values: np.ndarray, dtype: str) -> np.ndarray:
+def big_endian(values: np.ndarray, dtype: str) -> np.ndarray:
     """Numbers → an (n, width) matrix of their big-endian bytes."""
     return values.astype(dtype).view(np.uint8).reshape(len(values), -1)
 
@@ -58,15 +58,15 @@ def _be(values: np.ndarray, dtype: str) -> np.ndarray:
 def fixed_fields(payload: np.ndarray, valid: np.ndarray) -> pa.Array:
     """COPY fields from equal-width payloads (n, w); rows not `valid` become NULL."""
     n, w = payload.shape
-    header = _be(np.where(valid, w, -1), ">i4")
-    return _rows_of(np.hstack([header, payload]), np.where(valid, 4 + w, 4))
+    header = big_endian(np.where(valid, w, -1), ">i4")
+    return rows_of(np.hstack([header, payload]), np.where(valid, 4 + w, 4))
 
 
 def var_fields(payload: pa.Array) -> pa.Array:
     """COPY fields from variable-width payloads (a binary or string array; NULL stays NULL)."""
     payload = payload.cast(pa.large_binary())
     lengths = pc.fill_null(pc.binary_length(payload), -1).to_numpy()
-    headers = _binary_array(_be(lengths, ">i4").reshape(-1), np.arange(len(payload) + 1) * 4)
+    headers = _binary_array(big_endian(lengths, ">i4").reshape(-1), np.arange(len(payload) + 1) * 4)
     return pc.binary_join_element_wise(headers, pc.fill_null(payload, _EMPTY), _EMPTY)
 
 
@@ -76,14 +76,14 @@ def _numbers(dtype: str, as_type: pa.DataType | None = None, shift: int = 0) -> 
     PostgreSQL from 2000-01-01."""
     def encode(arr: pa.Array) -> pa.Array:
         values = pc.fill_null(arr.cast(as_type) if as_type else arr, 0).to_numpy()
-        return fixed_fields(_be(values - shift if shift else values, dtype), _valid(arr))
+        return fixed_fields(big_endian(values - shift if shift else values, dtype), valid_mask(arr))
     return encode
 
 
 def _uuid(arr: pa.Array) -> pa.Array:
     storage = arr.storage if isinstance(arr, pa.ExtensionArray) else arr
     raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8, count=16 * (storage.offset + len(storage)))
-    return fixed_fields(raw[16 * storage.offset:].reshape(-1, 16), _valid(storage))
+    return fixed_fields(raw[16 * storage.offset:].reshape(-1, 16), valid_mask(storage))
 
 
 def _jsonb(arr: pa.Array) -> pa.Array:
@@ -145,15 +145,15 @@ def _numeric_fields(arr: pa.Array) -> pa.Array:
     groups = digits.reshape(n, -1, 4) @ np.array([1000, 100, 10, 1], dtype=np.uint16) if digits.size else digits
     ndigits = (int_width + frac_width) // 4
     header = np.stack([np.full(n, ndigits), np.full(n, int_width // 4 - 1), sign, frac_len], axis=1)
-    payload = np.hstack([_be(header.reshape(-1), ">i2").reshape(n, 8), _be(groups.reshape(-1), ">u2").reshape(n, -1)])
-    return fixed_fields(payload, _valid(arr))
+    payload = np.hstack([big_endian(header.reshape(-1), ">i2").reshape(n, 8), big_endian(groups.reshape(-1), ">u2").reshape(n, -1)])
+    return fixed_fields(payload, valid_mask(arr))
 
 
 _ELEMENT_OIDS = {"bool": 16, "int8": 20, "int2": 21, "int4": 23, "text": 25, "float4": 700, "float8": 701,
                  "bpchar": 1042, "varchar": 1043}
 
 
-def _array(element: Encoder, oid: int) -> Encoder:
+def array_encoder(element: Encoder, oid: int) -> Encoder:
     """array_send's layout for 1-D arrays with lower bound 1 (the dump keeps any other array in
     its overflow column): ndim, flags, element type, length, lower bound, then element fields."""
     def encode(arr: pa.Array) -> pa.Array:
@@ -162,10 +162,10 @@ def _array(element: Encoder, oid: int) -> Encoder:
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         elements = pa.LargeListArray.from_arrays(pa.array(offsets), element(arr.flatten()))
-        header = _be(np.stack([np.ones(n), np.zeros(n), np.full(n, oid), lengths, np.ones(n)], axis=1)
+        header = big_endian(np.stack([np.ones(n), np.zeros(n), np.full(n, oid), lengths, np.ones(n)], axis=1)
                      .astype(np.int64).reshape(-1), ">i4").reshape(n, 20)
         header[lengths == 0, 0:4] = 0  # an empty array has no dimensions: ndim 0, flags, type only
-        headers = _rows_of(header, np.where(lengths == 0, 12, 20))
+        headers = rows_of(header, np.where(lengths == 0, 12, 20))
         payload = pc.binary_join_element_wise(headers, pc.binary_join(elements, _EMPTY), _EMPTY)
         return var_fields(pc.if_else(arr.is_valid(), payload, pa.scalar(None, pa.large_binary())))
     return encode
@@ -206,8 +206,8 @@ def with_overflow(column: dict) -> Callable[[pa.Array, pa.Array], pa.Array]:
         text = overflow.cast(pa.string())
         for name, number in special.items():
             stored[pc.fill_null(pc.equal(text, name), False).to_numpy(zero_copy_only=False)] = number
-        valid = _valid(value) | _valid(overflow)
-        return fixed_fields(_be(stored, dtype), valid)
+        valid = valid_mask(value) | valid_mask(overflow)
+        return fixed_fields(big_endian(stored, dtype), valid)
 
     return encode
 
@@ -218,7 +218,7 @@ def column_encoder(column: dict) -> Encoder | None:
     if base in _SCALARS:
         return _SCALARS[base]
     if element in _ELEMENT_OIDS and base == "_" + element:  # not an array of a domain: its OID differs
-        return _array(_SCALARS[element], _ELEMENT_OIDS[element])
+        return array_encoder(_SCALARS[element], _ELEMENT_OIDS[element])
     return None
 
 

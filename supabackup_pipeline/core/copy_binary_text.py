@@ -20,8 +20,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from supabackup_pipeline.core.copy_binary import Encoder, _array, _be, _rows_of, _valid, fixed_fields, var_fields
-from supabackup_pipeline.core.pg_types import _pg_array_list
+from supabackup_pipeline.core.copy_binary import (
+    Encoder, array_encoder, big_endian, fixed_fields, rows_of, valid_mask, var_fields,
+)
+from supabackup_pipeline.core.pg_types import pg_array_list
 
 _PGSQL_AF_INET, _PGSQL_AF_INET6 = 2, 3  # network_send's family byte: AF_INET + 0, AF_INET + 1
 
@@ -49,7 +51,11 @@ def _parts(arr: pa.Array, pattern: str, placeholder: str) -> pa.StructArray:
 def _micros(parts: pa.StructArray) -> np.ndarray:
     """hours:minutes:seconds.fraction as microseconds."""
     fraction = pc.utf8_rpad(parts.field("micros"), 6, "0").cast(pa.int64()).to_numpy()
-    return ((_integers(parts, "hours") * 60 + _integers(parts, "minutes")) * 60 + _integers(parts, "seconds")) * 1_000_000 + fraction
+    return _seconds(parts, "hours", "minutes", "seconds") * 1_000_000 + fraction
+
+
+def _seconds(parts: pa.StructArray, hours: str, minutes: str, seconds: str) -> np.ndarray:
+    return (_integers(parts, hours) * 60 + _integers(parts, minutes)) * 60 + _integers(parts, seconds)
 
 
 def _negative(parts: pa.StructArray) -> np.ndarray:
@@ -70,22 +76,22 @@ def interval_fields(arr: pa.Array) -> pa.Array:
     time = np.where(_negative(parts), -1, 1) * _micros(parts)
     if (np.abs(months) >= 1 << 31).any() or (np.abs(days) >= 1 << 31).any():
         raise ValueError("interval out of range")
-    payload = np.hstack([_be(time, ">i8"), _be(days, ">i4"), _be(months, ">i4")])
-    return fixed_fields(payload, _valid(arr))
+    payload = np.hstack([big_endian(time, ">i8"), big_endian(days, ">i4"), big_endian(months, ">i4")])
+    return fixed_fields(payload, valid_mask(arr))
 
 
 def timetz_fields(arr: pa.Array) -> pa.Array:
     """timetz_send: microseconds since midnight (int64), then the zone in seconds west of UTC (int32)."""
     parts = _parts(arr, _TIMETZ, "00:00:00+00")
-    offset = (_integers(parts, "zone_hours") * 60 + _integers(parts, "zone_minutes")) * 60 + _integers(parts, "zone_seconds")
+    offset = _seconds(parts, "zone_hours", "zone_minutes", "zone_seconds")
     zone = np.where(_negative(parts), offset, -offset)
-    return fixed_fields(np.hstack([_be(_micros(parts), ">i8"), _be(zone, ">i4")]), _valid(arr))
+    return fixed_fields(np.hstack([big_endian(_micros(parts), ">i8"), big_endian(zone, ">i4")]), valid_mask(arr))
 
 
 def _enum_array(element_oid: int) -> Encoder:
     """An enum array's text form (`{todo,"in review"}`) → array_send with the enum's OID, for
     1-D arrays with lower bound 1; any other shape raises (the table then goes as CSV)."""
-    split, encode = _pg_array_list(pa.string()), _array(var_fields, element_oid)
+    split, encode = pg_array_list(pa.string()), array_encoder(var_fields, element_oid)
 
     def encoder(arr: pa.Array) -> pa.Array:
         lists = split(arr)
@@ -122,10 +128,10 @@ def _network(cidr: bool) -> Encoder:
         if (bits < 0).any() or (bits > size * 8).any():
             raise ValueError("mask length out of range")
         head = np.stack([np.where(six, _PGSQL_AF_INET6, _PGSQL_AF_INET), bits, np.full(n, int(cidr)), size], axis=1)
-        valid = _valid(arr)
+        valid = valid_mask(arr)
         length = np.where(valid, 4 + size, -1)
-        matrix = np.hstack([_be(length, ">i4"), head.astype(np.uint8), packed])
-        return _rows_of(matrix, np.where(valid, 8 + size, 4))
+        matrix = np.hstack([big_endian(length, ">i4"), head.astype(np.uint8), packed])
+        return rows_of(matrix, np.where(valid, 8 + size, 4))
 
     return encode
 

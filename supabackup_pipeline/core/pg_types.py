@@ -5,7 +5,7 @@ The data path is `COPY (SELECT <expressions>) TO STDOUT (FORMAT binary)` decoded
 
 - `native`: an Arrow type that holds every value exactly (integers, floats, bool, text, bytea,
   uuid, dates, times, timestamps, 1-D arrays of simple types). Arrays travel as their text form,
-  which `_pg_array_list` splits into lists with numpy.
+  which `pg_array_list` splits into lists with numpy.
 - `text`: no exact Arrow type exists (numeric, interval, ranges, composites, geometric types, ...):
   the Postgres text form is stored and the type is recorded in the sidecar.
 
@@ -226,7 +226,7 @@ def _typed_elements(values: pa.Array, value_type: pa.DataType) -> pa.Array:
     return values.cast(value_type)  # raises on anything but a number of that type
 
 
-def _pg_array_list(value_type: pa.DataType) -> Callable[[pa.Array], pa.Array]:
+def pg_array_list(value_type: pa.DataType) -> Callable[[pa.Array], pa.Array]:
     """Postgres text form of a 1-D array (`{c}` as COPY writes it) → list<value_type>.
 
     The text form costs the server far less than array_to_json. Arrays no list holds are NULL here
@@ -348,7 +348,7 @@ def _list_codec(element: str) -> Codec:
     return Codec(
         "native", pa.list_(value_type), "{c}",
         overflow_sql=f"CASE WHEN {other} THEN {{c}}::text END",
-        convert=_pg_array_list(value_type), binary_sql="{c}::text",
+        convert=pg_array_list(value_type), binary_sql="{c}::text",
     )
 
 

@@ -25,8 +25,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from supabackup_pipeline.core import copy_binary
-from supabackup_pipeline.core.copy_binary_text import text_form_encoder
 from supabackup_pipeline.core.catalog import TableRef
+from supabackup_pipeline.core.copy_binary_text import text_form_encoder
 from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, quote_ident
 
 BATCH_BYTES = 8 << 20  # decoded Parquet bytes per batch: memory stays flat whatever the row width
@@ -293,13 +293,15 @@ class _Merged:
     encode: Callable[[pa.Array, pa.Array], pa.Array]
 
 
-def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str], receive: dict[str, tuple]) -> list | None:
+def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str],
+                     receive: dict[str, tuple]) -> list | None:
     """One binary encoder per column, or None when the table must go as CSV: a column without a
     binary form, a value in an overflow column other than a date's or time's ±infinity (BC
     timestamps, odd arrays), or a text-form value (enum, inet, interval, timetz) copy_binary_text
     cannot encode exactly."""
     by_name = {c["name"]: c for c in sidecar["columns"]}
-    from_text = {c: text_form_encoder(*receive.get(c, ())) for c in columns if copy_binary.column_encoder(by_name[c]) is None}
+    from_text = {c: text_form_encoder(*receive.get(c, ()))
+                 for c in columns if copy_binary.column_encoder(by_name[c]) is None}
     encoders = [from_text[c] if c in from_text else copy_binary.column_encoder(by_name[c]) for c in columns]
     if None in encoders:
         return None
