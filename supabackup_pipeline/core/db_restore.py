@@ -40,6 +40,7 @@ from supabackup_pipeline.core.project_lock import lock_project
 from supabackup_pipeline.core.schema_catalog import SUPABASE_SCHEMAS
 from supabackup_pipeline.core.schema_dump import SCHEMA_DUMP, Entry, compare_entries, live_entries, read_entries
 from supabackup_pipeline.core.snapshot import connect
+from supabackup_pipeline.core.table_dump import FORMAT_VERSION
 from supabackup_pipeline.core.table_load import load_table
 from supabackup_pipeline.core.users_diff import users_diff
 
@@ -154,7 +155,8 @@ def plan_database_restore(
             if "database" in components and tables is None:
                 live_tables = list_tables(conn, schemas)
                 plan.new_tables = sorted(t.qualified for t in live_tables if t not in restored)
-            plan.truncate_parents = sorted(p for p, leaves in parents.items() if set(leaves) <= {r.qualified for r in restored})
+            plan.truncate_parents = sorted(p for p, leaves in parents.items()
+                                           if set(leaves) <= {r.qualified for r in restored})
             rebuilt = set(plan.new_tables) if drop_new_tables else set()
         covered = restored | {TableRef(*p.split(".", 1)) for p in plan.truncate_parents}
         plan.emptied_auth_tables, blockers = _dependents(conn, covered, rebuilt)
@@ -182,6 +184,9 @@ def _url_of(conn: psycopg.Connection) -> str:
 def _table_step(conn, root: Path, dump: TableEntry) -> TableStep:
     ref = dump.ref
     sidecar = json.loads((root / dump.sidecar).read_text())
+    if sidecar.get("format_version", 1) > FORMAT_VERSION:  # its COPY, so its digest, is unknown here
+        raise RestoreRefused(f"{ref.qualified} was backed up by a newer supabackup (sidecar format"
+                             f" {sidecar['format_version']}; this one reads up to {FORMAT_VERSION}): upgrade to restore it")
     exists = table_exists(conn, ref)
     rows_now = conn.execute(f"SELECT count(*) FROM ONLY {ref.sql}").fetchone()[0] if exists else None
     drift = _drift(conn, ref, sidecar) if exists else [Drift("table_dropped")]

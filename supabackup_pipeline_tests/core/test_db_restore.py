@@ -4,6 +4,7 @@ and the post-validation that decides whether the restore commits."""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from supabackup_pipeline.core import db_restore
 from supabackup_pipeline.core.database_backup import as_manifest, backup_database
 from supabackup_pipeline.core.db_restore import apply_database_restore, plan_database_restore
-from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.errors import RestoreRefused, SupabackupError
 from supabackup_pipeline.core.snapshot import connect
 
 
@@ -200,3 +201,18 @@ def test_post_validation_refuses_to_commit_a_restore_that_differs(db, project_db
                                log=lambda _: None)
     assert message in str(failure.value)
     assert rows(db, f"{schema}.items") == before
+
+
+def test_a_backup_of_a_newer_format_is_refused_before_anything_changes(db, project_db_url, schema, tmp_path):
+    """A newer supabackup's COPY (so its digest) is unknown here: the plan refuses, naming the table
+    and the formats, instead of failing the post-validation after the load."""
+    _bulk_table(db, schema)
+    manifest = back_up(project_db_url, schema, tmp_path)
+    sidecar_path = tmp_path / "database" / f"{schema}.items.json"
+    sidecar = json.loads(sidecar_path.read_text())
+    sidecar_path.write_text(json.dumps({**sidecar, "format_version": 99}))
+    db.execute(f"UPDATE {schema}.items SET name = 'changed' WHERE id = 7")
+    refused = rf"{schema}\.items was backed up by a newer supabackup \(sidecar format 99"
+    with pytest.raises(RestoreRefused, match=refused):
+        plan(project_db_url, tmp_path, manifest)
+    assert db.execute(f"SELECT name FROM {schema}.items WHERE id = 7").fetchone()[0] == "changed"
