@@ -54,14 +54,6 @@ def _time_text(micros: int) -> str:
     return text + f".{fraction:06d}".rstrip("0") if fraction else text
 
 
-def _finite(format_value: Callable[[int], str]) -> Callable[[int, np.dtype], str]:
-    def text(value: int, dtype: np.dtype) -> str:
-        low, high = _INFINITY[dtype]
-        return "-infinity" if value == low else "infinity" if value == high else format_value(value)
-    return text
-
-
-@_finite
 def date_text(days: int) -> str:
     ymd, era = _date_text(days)
     return ymd + era
@@ -73,14 +65,11 @@ def _timestamp_text(micros: int, zone: str) -> str:
     return f"{ymd} {_time_text(time)}{zone}{era}"
 
 
-timestamp_text = _finite(lambda micros: _timestamp_text(micros, ""))
-timestamptz_text = _finite(lambda micros: _timestamp_text(micros, "+00"))
-
-
-def _split(arrow_type: pa.DataType, low: int, high: int, shift: int,
-           text: Callable[[int, np.dtype], str]) -> Callable[[pa.Array], list[pa.Array]]:
+def _split(arrow_type: pa.DataType, low: int, high: int, shift: int, text: Callable[[int], str],
+           infinite: bool = True) -> Callable[[pa.Array], list[pa.Array]]:
     """A splitter of raw server values (an int array: days or microseconds since 2000-01-01, or
-    since midnight) into [Arrow value within low..high, overflow text outside it]."""
+    since midnight) into [Arrow value within low..high, overflow text outside it]; `infinite`: the
+    type's extreme values are ±infinity."""
 
     def split(raw: pa.Array) -> list[pa.Array]:
         n = len(raw)
@@ -92,22 +81,27 @@ def _split(arrow_type: pa.DataType, low: int, high: int, shift: int,
         stored = (np.where(inside, values, 0).astype(np.int64) + shift).astype(values.dtype)
         bitmap = None if inside.all() else pa.py_buffer(np.packbits(inside, bitorder="little"))
         typed = pa.Array.from_buffers(arrow_type, n, [bitmap, pa.py_buffer(stored)])
-        outside = np.flatnonzero(valid & ~inside)
-        if not len(outside):
+        outside = valid & ~inside
+        if not outside.any():
             return [typed, pa.nulls(n, pa.string())]
-        texts: list[str | None] = [None] * n
-        for row in outside:
-            texts[row] = text(int(values[row]), values.dtype)
+        texts = np.full(n, None, dtype=object)
+        if infinite:  # "never expires" may be in every row: no Python call per value for those
+            low_infinity, high_infinity = _INFINITY[values.dtype]
+            texts[outside & (values == high_infinity)] = "infinity"
+            texts[outside & (values == low_infinity)] = "-infinity"
+            outside &= (values != low_infinity) & (values != high_infinity)
+        for row in np.flatnonzero(outside):  # BC, after 9999, 24:00:00: rare
+            texts[row] = text(int(values[row]))
         return [typed, pa.array(texts, pa.string())]
 
     return split
 
 
 split_dates = _split(pa.date32(), _FIRST_DAY, _LAST_DAY, _PG_EPOCH_DAYS, date_text)
-split_times = _split(pa.time64("us"), 0, _US_PER_DAY - 1, 0, lambda micros, _: _time_text(micros))
+split_times = _split(pa.time64("us"), 0, _US_PER_DAY - 1, 0, _time_text, infinite=False)
 
 
 def split_timestamps(arrow_type: pa.DataType) -> Callable[[pa.Array], list[pa.Array]]:
-    text = timestamptz_text if arrow_type.tz else timestamp_text
+    zone = "+00" if arrow_type.tz else ""  # timestamptz in the session's TimeZone, UTC
     return _split(arrow_type, _FIRST_DAY * _US_PER_DAY, (_LAST_DAY + 1) * _US_PER_DAY - 1,
-                  _PG_EPOCH_DAYS * _US_PER_DAY, text)
+                  _PG_EPOCH_DAYS * _US_PER_DAY, lambda micros: _timestamp_text(micros, zone))
