@@ -3,8 +3,7 @@
 Fast and exact: the dump records the SHA-256 of the COPY stream the server wrote while the table
 was dumped (`copy_sha256`: binary COPY since format 2, each format with its own select list; CSV
 text in format 1); reading the live table with the same COPY and hashing the bytes must give the
-same digest. No value is parsed, so
-this costs about a plain COPY out.
+same digest. No value is parsed, so this costs about a plain COPY out.
 
 Value by value, for dumps without that digest or when the server's text forms differ (another
 PostgreSQL version): fingerprints of both sides, are brought to the exact Postgres text form a restore loads (`table_load.text_batch`)
