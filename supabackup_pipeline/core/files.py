@@ -90,9 +90,10 @@ class BackgroundSync:
     def __enter__(self) -> "BackgroundSync":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         try:
-            self.wait()
+            if exc_type is None:  # else the writers' own error is the one to report
+                self.wait()
         finally:
             self._pool.shutdown()
 
