@@ -43,7 +43,7 @@ def canonical_json(data: object) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def write_json(path: Path, data: object, sync: "BackgroundSync | None" = None) -> str:
+def write_json(path: Path, data: object, sync: BackgroundSync | None = None) -> str:
     """Write pretty JSON privately and durably (with `sync`: made durable by it, later); return
     its SHA-256."""
     raw = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"

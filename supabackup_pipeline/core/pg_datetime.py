@@ -74,9 +74,7 @@ def _split(arrow_type: pa.DataType, low: int, high: int, shift: int, text: Calla
     def split(raw: pa.Array) -> list[pa.Array]:
         n = len(raw)
         values = raw.fill_null(0).to_numpy(zero_copy_only=False)
-        validity = raw.buffers()[0]
-        valid = np.ones(n, bool) if validity is None else np.unpackbits(
-            np.frombuffer(validity, np.uint8), bitorder="little")[raw.offset:raw.offset + n].astype(bool)
+        valid = raw.is_valid().to_numpy(zero_copy_only=False)
         inside = valid & (values >= low) & (values <= high)
         stored = (np.where(inside, values, 0).astype(np.int64) + shift).astype(values.dtype)
         bitmap = None if inside.all() else pa.py_buffer(np.packbits(inside, bitorder="little"))

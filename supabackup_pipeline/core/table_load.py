@@ -311,6 +311,8 @@ def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str],
         encoders[columns.index(name)] = _Merged(copy_binary.with_overflow(by_name[name]))
     try:
         for name, encode in from_text.items():  # every value tried before the COPY starts: a failure would abort it
+            if encode is copy_binary.var_fields:  # an enum's label: nothing to parse
+                continue
             for batch in parquet.iter_batches(batch_size=batch_rows(parquet, [name]), columns=[name]):
                 encode(batch.column(0))
     except ValueError:
