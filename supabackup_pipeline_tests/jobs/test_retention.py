@@ -127,7 +127,8 @@ def test_the_sensor_requests_a_prune_after_each_successful_backup():
 
 def test_a_backup_taken_with_the_cli_triggers_the_prune_sensor(backup_env, tmp_path, monkeypatch):
     """The daemon evaluates the sensor against the code location; CLI runs are in-process runs
-    with no code location, and they must count too (cron + `supabackup backup`)."""
+    with no code location, and they must count too (cron + `supabackup backup`). Runs of other jobs
+    that ended first must not hold the prune back by a tick each."""
     from supabackup_pipeline.definitions import build_definitions
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
@@ -136,10 +137,24 @@ def test_a_backup_taken_with_the_cli_triggers_the_prune_sensor(backup_env, tmp_p
     instance = dg.DagsterInstance.get()
     first = prune_after_backup.evaluate_tick(_daemon_sensor_context(instance, defs))
     assert not first.run_requests  # the first tick only sets the cursor
+    for _ in range(3):  # e.g. validations and rollbacks, ending before the backup
+        assert _a_job_that_is_not_a_backup().execute_in_process(instance=instance).success
     result = run_backup(components=["database"], instance=instance)
     assert result["status"] == "valid"
     tick = prune_after_backup.evaluate_tick(_daemon_sensor_context(instance, defs, first.cursor))
     assert [r.run_key for r in tick.run_requests] == [f"prune-after-{result['run_id']}"]
+
+
+def _a_job_that_is_not_a_backup() -> dg.JobDefinition:
+    @dg.op
+    def nothing():
+        pass
+
+    @dg.job
+    def validate_backup_job():
+        nothing()
+
+    return validate_backup_job
 
 
 def _daemon_sensor_context(instance, defs, cursor=None):

@@ -183,8 +183,9 @@ def test_cli_runs_show_on_the_job_page_and_timeline_reach_the_sensors_and_a_refu
     assert on_timeline["repositoryOrigin"] == {"repositoryName": repo["repositoryName"],
                                                "repositoryLocationName": repo["repositoryLocationName"]}
     # retention ran after it (the daemon's prune_after_backup), as after a backup launched in the UI; the
-    # daemon ticks sensors every 30 s or more, later still on a busy machine
-    [prune] = wait_for_runs(gql, "dagster/run_key", f"prune-after-{backup['run_id']}", seconds=300)
+    # daemon ticks sensors every 30 s or more, later still on a busy machine, and the runs of the test
+    # before (validate, rollback, delete …) must not hold it back by a tick each
+    [prune] = wait_for_runs(gql, "dagster/run_key", f"prune-after-{backup['run_id']}", seconds=150)
     assert prune["pipelineName"] == "prune_job"
 
     # the UI can re-execute a CLI run: its run config (in-process executor, the CLI's logger) is the job's own
