@@ -113,7 +113,10 @@ def _failure(result: dg.ExecutionResult) -> tuple[str, str]:
             while error.cause is not None and (error.cls_name or "").startswith("Dagster"):  # unwrap to ours
                 error = error.cause
             cls_name = error.cls_name or ""
-            return cls_name, f"{event.step_key}: {explain(cls_name, error.message.strip())}"
+            message = error.message.strip()  # "module.Class: text"; ours are known by the text alone
+            ours = f"{error.cls_name}: "
+            message = message.split(ours, 1)[1] if message.startswith("supabackup_pipeline.") and ours in message else message
+            return cls_name, f"{event.step_key}: {explain(cls_name, message)}"
     for event in result.all_events:
         if event.event_type_value in ("RUN_FAILURE", "PIPELINE_FAILURE") and event.message:
             return "", event.message

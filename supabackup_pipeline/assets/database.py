@@ -16,6 +16,7 @@ from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.database_backup import AUTH_TABLES, backup_database, database_parts
 from supabackup_pipeline.core.discovery_cache import RELOAD_HINT, update_catalog
+from supabackup_pipeline.core.files import disk_full_named
 from supabackup_pipeline.core.parts import Component
 from supabackup_pipeline.core.table_dump import TableDump
 from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
@@ -129,15 +130,15 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
         selected = context.selected_asset_keys
         complete = DATABASE_SCHEMA_KEY in selected
         wanted = None if complete else {by_key[k] for k in selected if k in by_key}
-        with refusal_cancels_run(context):  # a published ID, or the project busy: the run ends canceled
+        with refusal_cancels_run(context), disk_full_named(store.root):  # refused: the run ends canceled
             result = backup_database(
                 database.database_url(), store.start(backup_id), database.schema_list(), tables=wanted,
                 include_users=USERS_KEY in selected, log=context.log.info,
             )
-        parts = database_parts(result, complete, database.schema_list())
-        store.write_part(backup_id, Component.DATABASE, parts.database.to_json())
-        if parts.users:
-            store.write_part(backup_id, Component.USERS, parts.users.to_json())
+            parts = database_parts(result, complete, database.schema_list())
+            store.write_part(backup_id, Component.DATABASE, parts.database.to_json())
+            if parts.users:
+                store.write_part(backup_id, Component.USERS, parts.users.to_json())
         if complete and update_catalog(store.state_dir, tables=[[d.ref.schema, d.ref.name] for d in result.tables]):
             context.log.info(f"the table list changed: {RELOAD_HINT}")
         yield from _materializations(result, selected, by_key, backup_id, context.log)

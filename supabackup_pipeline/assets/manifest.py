@@ -12,6 +12,7 @@ from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.assets.refusal import refusal_cancels_run
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.errors import SupabackupError
+from supabackup_pipeline.core.files import disk_full_named
 from supabackup_pipeline.core.manifest import write_manifest_and_publish
 from supabackup_pipeline.partitions import backup_partitions
 from supabackup_pipeline.resources import BackupStorage
@@ -80,7 +81,8 @@ def build_manifest_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         checks = store.read_check_record(backup_id)
         # blocking checks that failed never let this step run; no record means they were not selected
         status = (BackupStatus.VALID if checks and checks["passed"] else BackupStatus.COMPLETE).value
-        path, manifest = write_manifest_and_publish(store, backup_id, description, status=status, checks=checks)
+        with disk_full_named(store.root):
+            path, manifest = write_manifest_and_publish(store, backup_id, description, status=status, checks=checks)
         context.log.info(f"published backup {backup_id} at {path} ({manifest['total_size']} bytes)")
         started = context.instance.get_run_record_by_id(context.run.run_id).start_time or time.time()
         return dg.MaterializeResult(metadata=manifest_metadata(manifest, path, context.run.tags, time.time() - started))

@@ -16,9 +16,10 @@ from pydantic import Field
 from supabackup_pipeline.settings import Group
 from supabackup_pipeline.assets.keys import STORAGE_BUCKETS_KEY, bucket_key
 from supabackup_pipeline.assets.refusal import refusal_cancels_run
-from supabackup_pipeline.core.parts import Component, StoragePart
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.discovery_cache import RELOAD_HINT, update_catalog
+from supabackup_pipeline.core.files import disk_full_named
+from supabackup_pipeline.core.parts import Component, StoragePart
 from supabackup_pipeline.core.storage_api import StorageApi
 from supabackup_pipeline.core.storage_mirror import (
     STORAGE_DIR,
@@ -112,17 +113,17 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
         selected = context.selected_asset_keys
         complete = STORAGE_BUCKETS_KEY in selected
         out = staging / STORAGE_DIR
-        with storage.api() as api:  # one HTTP client for the whole step
+        with storage.api() as api, disk_full_named(store.root):  # one HTTP client for the whole step
             mirrors, gone, previous = _mirror_selected(api, context, complete, by_key, store, backup_id, out,
                                                        config.workers)
-        manifest_path, manifest_file = write_storage_manifest(out, mirrors)
-        files = {path: f for m in mirrors for path, f in m.files.items()}
-        files[manifest_path] = manifest_file
-        store.write_part(backup_id, Component.STORAGE, StoragePart(
-            files=files, complete=complete, previous_backup=previous[0] if previous else None,
-            buckets=[m.summary() for m in mirrors], vanished_buckets=gone,
-            seconds=round(time.monotonic() - started, 3),
-        ).to_json())
+            manifest_path, manifest_file = write_storage_manifest(out, mirrors)
+            files = {path: f for m in mirrors for path, f in m.files.items()}
+            files[manifest_path] = manifest_file
+            store.write_part(backup_id, Component.STORAGE, StoragePart(
+                files=files, complete=complete, previous_backup=previous[0] if previous else None,
+                buckets=[m.summary() for m in mirrors], vanished_buckets=gone,
+                seconds=round(time.monotonic() - started, 3),
+            ).to_json())
         if complete and update_catalog(store.state_dir, buckets=[m.bucket["id"] for m in mirrors]):
             context.log.info(f"the bucket list changed: {RELOAD_HINT}")
 

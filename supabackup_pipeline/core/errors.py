@@ -17,6 +17,10 @@ class DatabaseUnavailable(SupabackupError):
     """The project's database cannot be reached or refused the connection."""
 
 
+class DiskFull(SupabackupError):
+    """The disk that holds the backups (or their scratch space) ran out of space or quota."""
+
+
 class BackupNotFound(SupabackupError):
     exit_code = 2
 

@@ -5,12 +5,17 @@ Backups hold password hashes, so every file is created 0600 inside 0700 folders.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+
+from supabackup_pipeline.core.errors import DiskFull
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -28,6 +33,43 @@ def open_private(path: Path, mode: str = "wb"):
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags, FILE_MODE)
     return os.fdopen(fd, mode)
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def disk_full_named(folder: Path, setting: str = "BACKUP_PATH"):
+    """Around writing a backup under `folder`: a full disk (or quota), from our writes, pyarrow's or a
+    worker thread's, becomes a DiskFull that says so, with the free space, instead of `[Errno 28]`.
+    The callers' own clean-up (the staging folder) is unchanged."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as exc:
+        if not _is_no_space(exc):
+            raise
+        raise DiskFull(f"no space left on the disk holding {setting} ({folder}, a disk of {_disk_size(folder)}):"
+                       " this backup is not kept and nothing else changed; free some space (e.g. `supabackup"
+                       f" prune`) or point {setting} at a larger disk") from exc
+
+
+def _is_no_space(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if (isinstance(exc, OSError) and exc.errno in _NO_SPACE) or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _disk_size(folder: Path) -> str:
+    """The disk's size (its free space, at the moment it filled, would say 0)."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            size = shutil.disk_usage(path).total
+            return f"{size / 1e6:,.0f} MB" if size < 1e9 else f"{size / 1e9:,.1f} GB"
+    return "unknown size"
 
 
 def sha256_file(path: Path) -> str:

@@ -18,6 +18,7 @@ from supabackup_pipeline.code_location import location_origin
 from supabackup_pipeline.console import render_database_plan
 from supabackup_pipeline.core.content_check import TableProbe, content_changes, probes_from_plan
 from supabackup_pipeline.core.store import BackupStore
+from supabackup_pipeline.core.verify import verify_backup
 from supabackup_pipeline.definitions import build_definitions
 from supabackup_pipeline.dev.stack import service_role_key
 from supabackup_pipeline.jobs.retention import discard_canceled_backup, discard_failed_backup
@@ -91,6 +92,54 @@ def test_a_failed_backup_leaves_nothing_behind_and_names_the_setting_at_fault(en
     verbose = cli(["backup", "--components", "storage", "--verbose"], bad)
     assert verbose.returncode == 1 and "STEP_FAILURE" in verbose.stdout + verbose.stderr
     assert nothing_staged(store) and partitions(env) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB file system (tmpfs) to hold BACKUP_PATH: a disk that fills up. Mounting needs root,
+    as the tests run here and in CI."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a 4 MB tmpfs to fill up: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+RANDOM_MB = ("SELECT g AS id, decode(string_agg(lpad(to_hex((random() * 4294967295)::int8), 8, '0'), ''), 'hex') AS data"
+             " FROM generate_series(1, {count}) g, generate_series(1, 262144) w GROUP BY g")  # 1 MB per row, incompressible
+
+
+def test_a_full_disk_fails_the_backup_by_name_and_keeps_the_earlier_backup(env, seeded, small_disk, new_bucket, storage):
+    env = {**env, "BACKUP_PATH": str(small_disk / "backups")}
+    store = BackupStore(small_disk / "backups")
+    first = cli(["backup", "--components", "database,users", "--json"], env)
+    assert first.returncode == 0, first.stderr
+    kept = json.loads(first.stdout)["backup_id"]
+    bucket = new_bucket()
+    storage.from_(bucket).upload("big/blob.bin", os.urandom(6 << 20))
+    with psycopg.connect(seeded, autocommit=True) as db:
+        db.execute(f"CREATE TABLE public.blobs AS {RANDOM_MB.format(count=6)}")
+    try:
+        for components in ("database,users", "storage"):  # Parquet writes, then the mirror's downloads
+            done = cli(["backup", "--components", components], env)
+            assert done.returncode == 1, done.stderr
+            errors = error_lines(done.stderr)
+            assert len(errors) == 1, done.stderr
+            assert f"no space left on the disk holding BACKUP_PATH ({store.root}, a disk of 4 MB)" in errors[0], errors
+            assert "Errno" not in errors[0] and "Traceback" not in done.stderr
+            assert store.backup_ids() == [kept] and nothing_staged(store)  # the failed one's files are gone
+            assert partitions(env) == [kept]
+        assert verify_backup(store.published(kept)).valid  # the earlier backup is whole
+        with psycopg.connect(seeded) as db:
+            assert db.execute("SELECT count(*) FROM public.blobs").fetchone()[0] == 6
+    finally:
+        with psycopg.connect(seeded, autocommit=True) as db:
+            db.execute("DROP TABLE public.blobs")
 
 
 def test_ctrl_c_stops_a_backup_says_interrupted_exits_130_and_cleans_up(env, seeded):
