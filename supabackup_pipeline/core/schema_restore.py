@@ -295,8 +295,7 @@ def prepare(conn: psycopg.Connection, plan: SchemaPlan, log: Log) -> None:
     """Everything before the data: extensions, drops, then the backup's pre-data objects."""
     conn.execute("SELECT set_config('check_function_bodies', 'false', true)")
     for ext in plan.missing_extensions:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ext['schema'])}")
-        conn.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(ext['name'])} SCHEMA {quote_ident(ext['schema'])}")
+        _create_extension(conn, ext)
         log(f"extension {ext['name']} created in schema {ext['schema']}")
     for trigger in plan.app.drop_triggers:
         conn.execute(f"DROP TRIGGER {quote_ident(trigger['name'])} ON {TableRef(trigger['schema'], trigger['table']).sql}")
@@ -313,6 +312,21 @@ def prepare(conn: psycopg.Connection, plan: SchemaPlan, log: Log) -> None:
         conn.execute(f"COMMENT ON {function.kind} {function.sql_name} IS NULL")
     _sync_schemas(conn, plan)
     _run_entries(conn, plan, "pre-data")
+
+
+def _create_extension(conn, ext: dict) -> None:
+    """An extension the backup uses and the project lacks. Untrusted ones (postgis, …) need a
+    superuser, or on a hosted project Supabase's own allowance for `postgres`: where the role may
+    not, the restore stops with what to do (the transaction rolls back)."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ext['schema'])}")
+    try:
+        conn.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(ext['name'])} SCHEMA {quote_ident(ext['schema'])}")
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise SchemaRestoreRefused(
+            f"the backup uses extension {ext['name']}, which role {conn.info.user} may not create here"
+            f" ({str(exc).strip().splitlines()[0]}): enable it in schema {ext['schema']} first (Dashboard →"
+            " Database → Extensions, or CREATE EXTENSION as a superuser), then restore again; nothing was changed"
+        ) from None
 
 
 def _drop_objects(conn, drops: list[LiveObject]) -> None:

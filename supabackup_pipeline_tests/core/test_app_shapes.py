@@ -5,7 +5,9 @@ foreign keys in a cycle (deferrable), a self-reference, an exclusion constraint,
 unlogged table, non-default collations and forced row-level security."""
 
 import psycopg
+import pytest
 
+from supabackup_pipeline.core.schema_restore import SchemaRestoreRefused
 from supabackup_pipeline.dev.stack import create_database, create_project_database
 from supabackup_pipeline_tests.core.test_schema_rollback import back_up, restore
 from supabackup_pipeline_tests.realistic_app import content_digest, schema_text, superuser_url_for
@@ -84,11 +86,14 @@ def state(db_url: str) -> tuple[str, dict]:
     return schema_text(db_url), content_digest(db_url)
 
 
-def round_trip(db_url: str, tmp_path, app_sql: str, damage_sql: str) -> None:
+def round_trip(db_url: str, tmp_path, app_sql: str, damage_sql: str, extensions: list[str] = EXTENSIONS,
+               untrusted: bool = False) -> None:
     """Install, back up, damage, roll back in place, then restore into a brand-new project: both
-    equal the backup moment (schema text and every table's content)."""
+    equal the backup moment (schema text and every table's content). `untrusted` extensions only a
+    superuser may create (here; Supabase lets `postgres` create them on a hosted project): the new
+    project's restore is refused, untouched, until they are enabled there."""
     with psycopg.connect(superuser_url_for(db_url), autocommit=True) as conn:
-        for name in EXTENSIONS:
+        for name in extensions:
             conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{name}" SCHEMA extensions')
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(app_sql)
@@ -106,7 +111,16 @@ def round_trip(db_url: str, tmp_path, app_sql: str, damage_sql: str) -> None:
     try:
         target = create_project_database(other.superuser_url, "brand_new")
         with psycopg.connect(target) as conn:
-            assert not {r[0] for r in conn.execute("SELECT extname FROM pg_extension")} & set(EXTENSIONS)
+            assert not {r[0] for r in conn.execute("SELECT extname FROM pg_extension")} & set(extensions)
+        if untrusted:
+            before = state(target)
+            with pytest.raises(SchemaRestoreRefused, match=f"extension {extensions[0]}, which role postgres may not"
+                               r" create here .*enable it in schema extensions first"):
+                restore(target, backup)
+            assert state(target) == before
+            with psycopg.connect(superuser_url_for(target), autocommit=True) as conn:
+                for name in extensions:
+                    conn.execute(f'CREATE EXTENSION "{name}" SCHEMA extensions')
         assert restore(target, backup)["schema_differences"] == []
         assert state(target) == at_backup
     finally:
@@ -119,3 +133,36 @@ def test_extension_types_roll_back_in_place_and_into_a_new_project(project_db_ur
 
 def test_cycles_exclusions_inheritance_unlogged_and_forced_rls_come_back(project_db_url, tmp_path):
     round_trip(project_db_url, tmp_path, SHAPES_APP, SHAPES_DAMAGE)
+
+
+POSTGIS_APP = """
+CREATE TABLE public.places (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name text NOT NULL,
+  spot extensions.geometry(Point, 4326) NOT NULL,
+  area extensions.geography(Polygon, 4326),
+  route extensions.geometry(LineStringZ, 3857),
+  anything extensions.geometry
+);
+CREATE INDEX places_spot ON public.places USING gist (spot);
+CREATE INDEX places_area ON public.places USING gist (area);
+INSERT INTO public.places (name, spot, area, route, anything)
+SELECT 'place ' || g,
+       extensions.ST_SetSRID(extensions.ST_MakePoint(-180 + g * 0.35, -80 + g * 0.15), 4326),
+       CASE WHEN g % 3 <> 0 THEN extensions.ST_GeogFromText(format('SRID=4326;POLYGON((%s %s, %s %s, %s %s, %s %s))',
+            g * 0.1, g * 0.05, g * 0.1 + 0.01, g * 0.05, g * 0.1 + 0.01, g * 0.05 + 0.01, g * 0.1, g * 0.05)) END,
+       extensions.ST_GeomFromEWKT(format('SRID=3857;LINESTRING(%s 0 1.5, %s 10 2.25, 1e-7 -0.1 3)', g, g * 2)),
+       CASE g % 4 WHEN 0 THEN extensions.ST_GeomFromText('GEOMETRYCOLLECTION EMPTY')
+                  WHEN 1 THEN extensions.ST_GeomFromText('MULTIPOINT((1 2),(3 4))') END
+FROM generate_series(1, 1000) g;
+"""
+
+POSTGIS_DAMAGE = """
+UPDATE public.places SET spot = extensions.ST_SetSRID(extensions.ST_MakePoint(0, 0), 4326) WHERE id <= 100;
+DELETE FROM public.places WHERE id > 900;
+DROP INDEX public.places_area;
+"""
+
+
+def test_postgis_geometries_roll_back_in_place_and_into_a_new_project(project_db_url, tmp_path):
+    round_trip(project_db_url, tmp_path, POSTGIS_APP, POSTGIS_DAMAGE, extensions=["postgis"], untrusted=True)
