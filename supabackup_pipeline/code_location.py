@@ -7,7 +7,8 @@ runs of its own code location: all three read the run's *remote job origin*. A r
 `workspace.yaml` loads (the one `dagster dev` serves, under the same location name) and then
 executes them here with the in-process executor, so its output and Ctrl-C stay the CLI's.
 Dagster has no public call that executes an existing run; `execute_run` (what `dagster job
-execute` uses after creating its run) is that call.
+execute` uses after creating its run) is that call. `failure_of` reads such a run's failure back as
+one line for the CLI (and for a rollback whose safety backup failed).
 """
 
 from __future__ import annotations
@@ -69,3 +70,41 @@ def interrupted(result: dg.ExecutionResult) -> bool:
                 return True
             error = error.cause
     return False
+
+
+def failure_of(result: dg.ExecutionResult) -> tuple[str, str]:
+    """(class name, `step: message`) of the error that failed the run, unwrapped to ours."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):  # unwrap to ours
+                error = error.cause
+            cls_name = error.cls_name or ""
+            return cls_name, f"{event.step_key}: {explain(cls_name, _without_class_path(cls_name, error.message))}"
+    for event in result.all_events:
+        if event.event_type_value in ("RUN_FAILURE", "PIPELINE_FAILURE") and event.message:
+            return "", event.message
+    return "", "the run failed (see the run's logs in the Dagster UI)"
+
+
+def failure_message(result: dg.ExecutionResult) -> str:
+    return failure_of(result)[1]
+
+
+def _without_class_path(cls_name: str, message: str) -> str:
+    """`supabackup_pipeline.core.errors.DiskFull: text` → `text`: our errors (and Dagster's `Failure`,
+    which carries our description) say what happened without their class's module path."""
+    message = message.strip()
+    head, sep, text = message.partition(f"{cls_name}: ")
+    ours = head.startswith("supabackup_pipeline.") or (cls_name == "Failure" and head.startswith("dagster."))
+    return text if sep and ours and head.endswith(".") else message
+
+
+def explain(cls_name: str, message: str) -> str:
+    """A failure's message, naming the setting at fault when the cause is one."""
+    lowered = message.lower()
+    if cls_name == "StorageApiError" and ("jwt" in lowered or "(status 403)" in lowered
+                                          or "(status 401)" in lowered or "unauthorized" in lowered):
+        return ("Storage refused the service role key: check SUPABASE_SERVICE_ROLE_KEY (and that SUPABASE_URL is"
+                f" this project's API URL); Storage said: {message}")
+    return message

@@ -13,7 +13,7 @@ import dagster as dg
 
 from supabackup_pipeline import settings
 from supabackup_pipeline.settings import PARTITION_TAG, Tag, ensure_dagster_home
-from supabackup_pipeline.code_location import execute_location_run, interrupted
+from supabackup_pipeline.code_location import execute_location_run, failure_message, failure_of, interrupted
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.discovery_cache import refresh_catalog
 from supabackup_pipeline.core.parts import BackupStatus, Parts
@@ -95,38 +95,6 @@ def _execute(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, run_
     return result
 
 
-def explain(cls_name: str, message: str) -> str:
-    """A failure's message, naming the setting at fault when the cause is one."""
-    lowered = message.lower()
-    if cls_name == "StorageApiError" and ("jwt" in lowered or "(status 403)" in lowered
-                                          or "(status 401)" in lowered or "unauthorized" in lowered):
-        return ("Storage refused the service role key: check SUPABASE_SERVICE_ROLE_KEY (and that SUPABASE_URL is"
-                f" this project's API URL); Storage said: {message}")
-    return message
-
-
-def _failure(result: dg.ExecutionResult) -> tuple[str, str]:
-    """(class name, message) of the error that failed the run, unwrapped to ours."""
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            error = event.step_failure_data.error
-            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):  # unwrap to ours
-                error = error.cause
-            cls_name = error.cls_name or ""
-            message = error.message.strip()  # "module.Class: text"; ours are known by the text alone
-            ours = f"{error.cls_name}: "
-            message = message.split(ours, 1)[1] if message.startswith("supabackup_pipeline.") and ours in message else message
-            return cls_name, f"{event.step_key}: {explain(cls_name, message)}"
-    for event in result.all_events:
-        if event.event_type_value in ("RUN_FAILURE", "PIPELINE_FAILURE") and event.message:
-            return "", event.message
-    return "", "the run failed (see the run's logs in the Dagster UI)"
-
-
-def _failure_message(result: dg.ExecutionResult) -> str:
-    return _failure(result)[1]
-
-
 def run_backup(description: str = "", components: list[str] | None = None,
                instance: dg.DagsterInstance | None = None) -> dict:
     """Run backup_job for a new backup ID; returns its status, size and path (or the error)."""
@@ -150,7 +118,7 @@ def run_backup(description: str = "", components: list[str] | None = None,
             failed = {k: o["problems"] for k, o in manifest.get("checks", {}).get("assets", {}).items() if not o["passed"]}
             summary["error"] = f"integrity checks failed: {failed}"
         return summary
-    return {**summary, "status": "failed", "total_size": 0, "error": _failure_message(result)}
+    return {**summary, "status": "failed", "total_size": 0, "error": failure_message(result)}
 
 
 def verify(backup_id: str, quick: bool = False) -> dict:
@@ -172,7 +140,7 @@ def verify(backup_id: str, quick: bool = False) -> dict:
               if r and r.get("quick") == quick and r["verified_at"] >= started]
     if not report:
         return {"backup_id": backup_id, "valid": False, "status": "failed", "problems": [],
-                "error": _failure_message(result)}
+                "error": failure_message(result)}
     return {**report[0], "run_id": result.run_id}
 
 
@@ -197,7 +165,7 @@ def rollback(backup_id: str, options: dict) -> dict:
     report = reports[-1] if reports else {"backup_id": backup_id, "status": "failed"}
     if not result.success:
         status = "refused" if report.get("status") == "refused" else "failed"
-        report = {**report, "status": status, "error": report.get("error") or _failure_message(result)}
+        report = {**report, "status": status, "error": report.get("error") or failure_message(result)}
     elif options.get("dry_run"):
         _add_content_changes(store, backup_id, report.get("plan") or {})
     return {**report, "run_id": result.run_id}
@@ -233,7 +201,7 @@ def delete(backup_id: str, force: bool = False) -> dict:
     )
     if result.success:
         return {"backup_id": backup_id, "deleted": True, "run_id": result.run_id}
-    cls_name, message = _failure(result)
+    cls_name, message = failure_of(result)
     return {"backup_id": backup_id, "deleted": False, "refused": cls_name in REFUSAL_CLASSES,
             "run_id": result.run_id, "error": message}
 
@@ -259,7 +227,7 @@ def prune(policy: dict, dry_run: bool = False) -> dict:
     deleted = sorted(set(forget) - set(store.backup_ids()))
     out = {**plan, "deleted": deleted, "run_id": result.run_id}
     if not result.success:
-        out["error"] = _failure_message(result)
+        out["error"] = failure_message(result)
     return out
 
 

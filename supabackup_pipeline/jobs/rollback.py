@@ -15,7 +15,7 @@ from pydantic import Field
 
 from supabackup_pipeline.settings import PARTITION_TAG, Tag
 from supabackup_pipeline.assets.keys import live_table_key
-from supabackup_pipeline.code_location import execute_location_run, interrupted
+from supabackup_pipeline.code_location import execute_location_run, failure_message, interrupted
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.db_restore import RestoreRefused
 from supabackup_pipeline.core.rollback import COMPONENTS, RollbackOptions, RollbackRefused, prevalidate, run_rollback
@@ -69,7 +69,8 @@ def take_safety_backup(context: dg.OpExecutionContext, store: BackupStore, backu
         raise KeyboardInterrupt
     status = store.manifest(safety_id)["status"] if store.exists(safety_id) else "failed"
     if status != BackupStatus.VALID:
-        raise dg.Failure(description=f"the safety backup {safety_id} is {status} (see its run {result.run_id});"
+        why = f": {failure_message(result)}" if not result.success else ""
+        raise dg.Failure(description=f"the safety backup {safety_id} is {status} (run {result.run_id}{why});"
                                      " nothing was restored")
     return safety_id
 

@@ -114,7 +114,7 @@ RANDOM_MB = ("SELECT g AS id, decode(string_agg(lpad(to_hex((random() * 42949672
              " FROM generate_series(1, {count}) g, generate_series(1, 262144) w GROUP BY g")  # 1 MB per row, incompressible
 
 
-def test_a_full_disk_fails_the_backup_by_name_and_keeps_the_earlier_backup(env, seeded, small_disk, new_bucket, storage):
+def test_a_full_disk_fails_the_backup_by_name_stops_the_rollback_and_keeps_the_earlier_backup(env, seeded, small_disk, new_bucket, storage):
     env = {**env, "BACKUP_PATH": str(small_disk / "backups")}
     store = BackupStore(small_disk / "backups")
     first = cli(["backup", "--components", "database,users", "--json"], env)
@@ -134,8 +134,14 @@ def test_a_full_disk_fails_the_backup_by_name_and_keeps_the_earlier_backup(env, 
             assert "Errno" not in errors[0] and "Traceback" not in done.stderr
             assert store.backup_ids() == [kept] and nothing_staged(store)  # the failed one's files are gone
             assert partitions(env) == [kept]
+        # a rollback's safety backup of the live project (its 6 MB table) does not fit either: the
+        # rollback stops before touching anything
+        done = cli(["rollback", kept, "--yes", "--components", "database"], env)
+        assert done.returncode == 1, done.stderr
+        assert any("no space left on the disk holding BACKUP_PATH" in line for line in error_lines(done.stderr)), done.stderr
+        assert store.backup_ids() == [kept] and nothing_staged(store)
         assert verify_backup(store.published(kept)).valid  # the earlier backup is whole
-        with psycopg.connect(seeded) as db:
+        with psycopg.connect(seeded) as db:  # and the project unchanged: the table the backup lacks is still there
             assert db.execute("SELECT count(*) FROM public.blobs").fetchone()[0] == 6
     finally:
         with psycopg.connect(seeded, autocommit=True) as db:
