@@ -84,6 +84,29 @@ def list_tables(conn: psycopg.Connection, schemas: list[str]) -> list[TableRef]:
     return [TableRef(schema, name) for schema, name in rows]
 
 
+def unreadable_tables(conn: psycopg.Connection, tables: list[TableRef]) -> dict[str, str]:
+    """Tables this role cannot read whole → why: no SELECT on it, or row-level security would hide
+    rows from it (the role lacks BYPASSRLS, and the table is not its own or forces RLS on its owner).
+    The sessions run with `row_security = off`, so such a read fails rather than returning fewer rows."""
+    if not tables:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT format('%%I.%%I', n.nspname, c.relname),
+               CASE WHEN NOT has_table_privilege(c.oid, 'SELECT') THEN 'no SELECT privilege'
+                    ELSE 'row-level security would hide rows' END
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = ANY(%s::regclass[])
+          AND (NOT has_table_privilege(c.oid, 'SELECT')
+               OR (c.relrowsecurity AND NOT (SELECT rolbypassrls FROM pg_roles WHERE rolname = current_user)
+                   AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))))
+        ORDER BY 1
+        """,
+        ([t.sql for t in tables],),
+    ).fetchall()
+    return dict(rows)
+
+
 def table_exists(conn: psycopg.Connection, ref: TableRef) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (ref.sql,)).fetchone()[0]
 

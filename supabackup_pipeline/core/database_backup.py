@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from supabackup_pipeline.core.catalog import TableRef, list_tables
+from supabackup_pipeline.core.catalog import TableRef, list_tables, unreadable_tables
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.files import BackgroundSync, fsync_path, make_private_dir, sha256_file, write_json
 from supabackup_pipeline.core.parts import DatabasePart, Parts, TableEntry, UsersPart
@@ -84,6 +84,7 @@ def backup_database(
             raise SupabackupError(f"tables not found in the database: {', '.join(missing)}")
         auth = _auth_tables(snap) if include_users else []
         selected = [t for t in selected if t not in auth]
+        _refuse_unreadable(snap, selected + auth)
         snap.lock_tables([t.sql for t in selected + auth])
         log(f"snapshot {snap.info.snapshot_id} at {snap.info.taken_at}: {len(selected)} tables, {len(auth)} auth tables")
 
@@ -109,6 +110,19 @@ def backup_database(
         result.files[f"{folder}/{dump.sidecar_file}"] = {"bytes": dump.sidecar_bytes, "sha256": dump.sidecar_sha256}
     result.seconds = time.monotonic() - started
     return result
+
+
+def _refuse_unreadable(snap: Snapshot, tables: list[TableRef]) -> None:
+    """Every table is read whole or the backup does not start: a backup that silently lacks a table,
+    or some of its rows, would be found out only at the restore."""
+    unreadable = unreadable_tables(snap.coordinator, tables)
+    if unreadable:
+        role = snap.coordinator.info.user
+        listed = "; ".join(f"{name} ({why})" for name, why in list(unreadable.items())[:20])
+        raise SupabackupError(
+            f"role {role} (SUPABASE_DB_URL) cannot read {len(unreadable)} table(s) whole: {listed}. Back up as a"
+            f" role that can (Supabase's postgres has BYPASSRLS), or GRANT SELECT ON {next(iter(unreadable))}"
+            f" TO {role}; nothing was backed up")
 
 
 def database_parts(result: DatabaseBackup, complete: bool, schemas: list[str]) -> Parts:
