@@ -38,6 +38,10 @@ SESSION_SETTINGS = {
     "search_path": "pg_catalog",
     # as pg_dump does: a read that row-level security would cut short fails instead
     "row_security": "off",
+    # as pg_dump does: a role's or database's timeouts (Supabase sets them for its API roles) must
+    # not cancel a long COPY, nor end the snapshot's transaction while the workers read
+    "statement_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
 }
 
 OVERFLOW_PREFIX = "__pgtext__"

@@ -1,5 +1,6 @@
 """A backup reads every table whole, or refuses before writing anything: a table the role may not
-read, or whose rows row-level security would hide from it, is never skipped nor cut short."""
+read, or whose rows row-level security would hide from it, is never skipped nor cut short, and the
+role's timeouts cut no read short either."""
 
 import psycopg
 import pytest
@@ -53,3 +54,25 @@ def test_tables_the_role_cannot_read_whole_refuse_the_backup_before_anything_is_
     result = backup_database(project_db_url, tmp_path / "full", ["public"], include_users=False, log=lambda _: None)
     rows = {d.ref.qualified: d.rows for d in result.tables}
     assert rows["public.own_rows"] == 3 and rows["public.closed"] == 1 and rows["public.open_rows"] == 3
+
+
+def test_a_role_with_short_timeouts_still_backs_up_a_long_table(project_db_url, tmp_path):
+    """Supabase sets statement timeouts on its API roles; a backup role may have them too. The
+    backup's sessions lift them, as pg_dump's do: no COPY is cancelled, no snapshot dropped."""
+    with psycopg.connect(superuser_url_for(project_db_url), autocommit=True) as db:
+        db.execute("""
+            CREATE ROLE impatient LOGIN PASSWORD 'impatient' BYPASSRLS IN ROLE pg_read_all_data;
+            ALTER ROLE impatient SET statement_timeout = '20ms';
+            ALTER ROLE impatient SET idle_in_transaction_session_timeout = '20ms';
+            CREATE TABLE public.long_table AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 400000) g;
+        """)
+    url = make_conninfo(**{**conninfo_to_dict(project_db_url), "user": "impatient", "password": "impatient"})
+    try:
+        with psycopg.connect(url) as conn:  # the role's own setting is in force
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT count(*) FROM public.long_table a, public.long_table b WHERE a.id < 2000 AND b.id < 2000")
+        result = backup_database(url, tmp_path / "b", ["public"], include_users=False, log=lambda _: None)
+        assert {d.ref.qualified: d.rows for d in result.tables}["public.long_table"] == 400000
+    finally:
+        with psycopg.connect(superuser_url_for(project_db_url), autocommit=True) as db:
+            db.execute("DROP TABLE public.long_table; DROP OWNED BY impatient; DROP ROLE impatient")
