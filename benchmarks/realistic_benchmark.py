@@ -28,6 +28,7 @@ left out); pg_dump and pg_restore by wall clock.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -227,6 +228,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="supabackup-realistic-out-"))
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} cores;"
           f" building the {args.size if args.scale is None else f'scale {args.scale}'} project ...", flush=True)
+    if importlib.util.find_spec("pandas"):  # not in requirements.lock: pyarrow imports it when it is there
+        print("note: pandas is installed here; pyarrow imports it on its first conversion of Python objects,"
+              " which adds ~40 MB to every process's RSS (a `scripts/setup` install has no pandas)", flush=True)
     started = time.perf_counter()
     try:
         with throwaway_project(scale_of(args), log=lambda m: None) as info:
