@@ -84,6 +84,9 @@ def list_tables(conn: psycopg.Connection, schemas: list[str]) -> list[TableRef]:
     return [TableRef(schema, name) for schema, name in rows]
 
 
+NO_SELECT, RLS_HIDES_ROWS = "no SELECT privilege", "row-level security would hide rows"
+
+
 def unreadable_tables(conn: psycopg.Connection, tables: list[TableRef]) -> dict[str, str]:
     """Tables this role cannot read whole → why: no SELECT on it, or row-level security would hide
     rows from it (the role lacks BYPASSRLS, and the table is not its own or forces RLS on its owner).
@@ -93,8 +96,7 @@ def unreadable_tables(conn: psycopg.Connection, tables: list[TableRef]) -> dict[
     rows = conn.execute(
         """
         SELECT format('%%I.%%I', n.nspname, c.relname),
-               CASE WHEN NOT has_table_privilege(c.oid, 'SELECT') THEN 'no SELECT privilege'
-                    ELSE 'row-level security would hide rows' END
+               CASE WHEN NOT has_table_privilege(c.oid, 'SELECT') THEN %s ELSE %s END
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.oid = ANY(%s::regclass[])
           AND (NOT has_table_privilege(c.oid, 'SELECT')
@@ -102,7 +104,7 @@ def unreadable_tables(conn: psycopg.Connection, tables: list[TableRef]) -> dict[
                    AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))))
         ORDER BY 1
         """,
-        ([t.sql for t in tables],),
+        (NO_SELECT, RLS_HIDES_ROWS, [t.sql for t in tables]),
     ).fetchall()
     return dict(rows)
 

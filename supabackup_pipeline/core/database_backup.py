@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from supabackup_pipeline.core.catalog import TableRef, list_tables, unreadable_tables
+from supabackup_pipeline.core.catalog import NO_SELECT, TableRef, list_tables, unreadable_tables
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.files import BackgroundSync, fsync_path, make_private_dir, sha256_file, write_json
 from supabackup_pipeline.core.parts import DatabasePart, Parts, TableEntry, UsersPart
@@ -119,10 +119,11 @@ def _refuse_unreadable(snap: Snapshot, tables: list[TableRef]) -> None:
     if unreadable:
         role = snap.coordinator.info.user
         listed = "; ".join(f"{name} ({why})" for name, why in list(unreadable.items())[:20])
+        ungranted = [name for name, why in unreadable.items() if why == NO_SELECT]
+        grant = f", or GRANT SELECT ON {ungranted[0]} TO {role} (and the others)" if ungranted else ""
         raise SupabackupError(
             f"role {role} (SUPABASE_DB_URL) cannot read {len(unreadable)} table(s) whole: {listed}. Back up as a"
-            f" role that can (Supabase's postgres has BYPASSRLS), or GRANT SELECT ON {next(iter(unreadable))}"
-            f" TO {role}; nothing was backed up")
+            f" role that can read every row (Supabase's postgres can: it has BYPASSRLS){grant}; nothing was backed up")
 
 
 def database_parts(result: DatabaseBackup, complete: bool, schemas: list[str]) -> Parts:

@@ -41,7 +41,8 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 @contextmanager
 def disk_full_named(folder: Path, setting: str = "BACKUP_PATH"):
     """Around writing a backup under `folder`: a full disk (or quota), from our writes, pyarrow's or a
-    worker thread's, becomes a DiskFull that says so, with the free space, instead of `[Errno 28]`.
+    worker thread's, becomes a DiskFull that names the setting, the folder and the disk's size,
+    instead of `[Errno 28]`.
     The callers' own clean-up (the staging folder) is unchanged."""
     try:
         yield
