@@ -101,6 +101,7 @@ def backup_database(
             _record_schema_ddl(ddl.result(), db_dir, result, log)
             _write_schema_catalog(snap, schemas, db_dir, result)
         _write_sequences(snap, schemas, db_dir, result)
+        _note_large_objects(snap, result, log)
     for folder in (db_dir, users_dir):  # the files' names durable too, not only their bytes
         if folder is not None:
             fsync_path(folder)
@@ -110,6 +111,16 @@ def backup_database(
         result.files[f"{folder}/{dump.sidecar_file}"] = {"bytes": dump.sidecar_bytes, "sha256": dump.sidecar_sha256}
     result.seconds = time.monotonic() - started
     return result
+
+
+def _note_large_objects(snap: Snapshot, result: DatabaseBackup, log: Log) -> None:
+    """Large objects (`lo_*`, pg_largeobject) belong to no table: the backup does not hold them, and
+    says so rather than leave it to be found at a restore."""
+    count = snap.coordinator.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
+    if count:
+        result.warnings.append(f"{count} large object(s) (pg_largeobject, lo_* functions) are not backed up:"
+                               " keep them with pg_dump --large-objects, or store such files in Supabase Storage")
+        log(result.warnings[-1])
 
 
 def _refuse_unreadable(snap: Snapshot, tables: list[TableRef]) -> None:

@@ -77,3 +77,19 @@ def test_a_role_with_short_timeouts_still_backs_up_a_long_table(project_db_url, 
     finally:
         with psycopg.connect(superuser_url_for(project_db_url), autocommit=True) as db:
             db.execute("DROP TABLE public.long_table; DROP OWNED BY impatient; DROP ROLE impatient")
+
+
+def test_large_objects_are_named_in_the_backup_warnings(project_db_url, tmp_path):
+    """pg_largeobject belongs to no table: the backup cannot hold it, and says so."""
+    with psycopg.connect(project_db_url, autocommit=True) as db:
+        oid = db.execute("SELECT lo_from_bytea(0, 'a file kept as a large object')").fetchone()[0]
+    logged = []
+    try:
+        result = backup_database(project_db_url, tmp_path / "b", ["public"], include_users=False, log=logged.append)
+    finally:
+        with psycopg.connect(project_db_url, autocommit=True) as db:
+            db.execute("SELECT lo_unlink(%s)", (oid,))
+    [warning] = [w for w in result.warnings if "large object" in w]
+    assert warning.startswith("1 large object(s) (pg_largeobject, lo_* functions) are not backed up") and warning in logged
+    quiet = backup_database(project_db_url, tmp_path / "c", ["public"], include_users=False, log=logged.append)
+    assert not [w for w in quiet.warnings if "large object" in w]
