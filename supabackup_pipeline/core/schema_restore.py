@@ -316,16 +316,21 @@ def prepare(conn: psycopg.Connection, plan: SchemaPlan, log: Log) -> None:
 
 def _create_extension(conn, ext: dict) -> None:
     """An extension the backup uses and the project lacks. Untrusted ones (postgis, …) need a
-    superuser, or on a hosted project Supabase's own allowance for `postgres`: where the role may
-    not, the restore stops with what to do (the transaction rolls back)."""
+    superuser, or on a hosted project Supabase's own allowance for `postgres`; some (pg_cron,
+    pgsodium) must also be preloaded by the server. Where it cannot be created, the restore stops
+    with what to do (the transaction rolls back)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ext['schema'])}")
     try:
-        conn.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(ext['name'])} SCHEMA {quote_ident(ext['schema'])}")
-    except psycopg.errors.InsufficientPrivilege as exc:
+        # CASCADE: one it requires that sorts after it (pgrouting → postgis) comes first
+        conn.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(ext['name'])} SCHEMA {quote_ident(ext['schema'])}"
+                     " CASCADE")
+    except psycopg.Error as exc:
+        why = ("which role " + conn.info.user + " may not create here"
+               if isinstance(exc, psycopg.errors.InsufficientPrivilege) else "which this server could not create")
         raise SchemaRestoreRefused(
-            f"the backup uses extension {ext['name']}, which role {conn.info.user} may not create here"
-            f" ({str(exc).strip().splitlines()[0]}): enable it in schema {ext['schema']} first (Dashboard →"
-            " Database → Extensions, or CREATE EXTENSION as a superuser), then restore again; nothing was changed"
+            f"the backup uses extension {ext['name']}, {why} ({str(exc).strip().splitlines()[0]}): enable it in"
+            f" schema {ext['schema']} first (Dashboard → Database → Extensions, or CREATE EXTENSION as a"
+            " superuser), then restore again; nothing was changed"
         ) from None
 
 
