@@ -72,16 +72,40 @@ class TableDescription:
 
 
 def list_tables(conn: psycopg.Connection, schemas: list[str]) -> list[TableRef]:
-    """Ordinary tables (and leaf partitions, which hold the rows) of the given schemas, sorted."""
+    """Ordinary tables (and leaf partitions, which hold the rows) of the given schemas, sorted.
+    An extension's own tables (PostGIS's spatial_ref_sys, when PostGIS is in `public`) are left out:
+    the extension makes them and their rows (see `extension_table_rows` for rows added to them)."""
     rows = conn.execute(
         """
         SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind = 'r' AND n.nspname = ANY(%s) AND c.relpersistence <> 't'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid
+                          AND e.deptype = 'e')
         ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"
         """,
         (schemas,),
     ).fetchall()
     return [TableRef(schema, name) for schema, name in rows]
+
+
+def extension_table_rows(conn: psycopg.Connection, schemas: list[str]) -> list[tuple[str, str, int]]:
+    """(table, extension, rows) for each configuration table of an extension in `schemas` that holds
+    rows the extension did not make itself (those its `pg_extension_config_dump` condition selects,
+    as pg_dump reads them): rows a backup of the schemas does not hold."""
+    found = []
+    for table, extension, condition in conn.execute(
+        """
+        SELECT format('%%I.%%I', n.nspname, c.relname), x.extname, coalesce(x.extcondition[i], '')
+        FROM pg_extension x CROSS JOIN LATERAL generate_subscripts(x.extconfig, 1) i
+        JOIN pg_class c ON c.oid = x.extconfig[i] JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(%s) AND c.relkind = 'r'
+        """,
+        (schemas,),
+    ).fetchall():
+        count = conn.execute(f"SELECT count(*) FROM ONLY {table} {condition}").fetchone()[0]
+        if count:
+            found.append((table, extension, count))
+    return found
 
 
 NO_SELECT, RLS_HIDES_ROWS = "no SELECT privilege", "row-level security would hide rows"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from supabackup_pipeline.core.catalog import NO_SELECT, TableRef, list_tables, unreadable_tables
+from supabackup_pipeline.core.catalog import NO_SELECT, TableRef, extension_table_rows, list_tables, unreadable_tables
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.files import BackgroundSync, fsync_path, make_private_dir, sha256_file, write_json
 from supabackup_pipeline.core.parts import DatabasePart, Parts, TableEntry, UsersPart
@@ -102,6 +102,7 @@ def backup_database(
             _write_schema_catalog(snap, schemas, db_dir, result)
         _write_sequences(snap, schemas, db_dir, result)
         _note_large_objects(snap, result, log)
+        _note_extension_rows(snap, schemas, result, log)
     for folder in (db_dir, users_dir):  # the files' names durable too, not only their bytes
         if folder is not None:
             fsync_path(folder)
@@ -120,6 +121,14 @@ def _note_large_objects(snap: Snapshot, result: DatabaseBackup, log: Log) -> Non
     if count:
         result.warnings.append(f"{count} large object(s) (pg_largeobject, lo_* functions) are not backed up:"
                                " keep them with pg_dump --large-objects, or store such files in Supabase Storage")
+        log(result.warnings[-1])
+
+
+def _note_extension_rows(snap: Snapshot, schemas: list[str], result: DatabaseBackup, log: Log) -> None:
+    """Rows added to an extension's own tables (a custom SRID in spatial_ref_sys): not backed up, and said."""
+    for table, extension, count in extension_table_rows(snap.coordinator, schemas):
+        result.warnings.append(f"{table} belongs to extension {extension} and is not backed up, but holds {count}"
+                               " row(s) added after the extension made it: keep them with pg_dump, or re-add them")
         log(result.warnings[-1])
 
 

@@ -63,6 +63,9 @@ SELECT 'pg_class', o.oid, o.relkind::text, n.nspname, o.relname, format('%%I.%%I
 FROM pg_class o JOIN pg_namespace n ON n.oid = o.relnamespace
 WHERE n.nspname = ANY(%(schemas)s) AND o.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
   AND {_NOT_EXTENSION_MEMBER.format(catalog='pg_class')}
+  -- a composite type's membership is recorded on its row type (PostGIS's geometry_dump in public)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_type'::regclass AND e.objid = o.reltype
+                  AND e.deptype = 'e')
 UNION ALL
 SELECT 'pg_proc', o.oid, o.prokind::text, n.nspname, o.proname, o.oid::regprocedure::text,
        pg_get_userbyid(o.proowner), pg_has_role(o.proowner, 'USAGE'), NULL,

@@ -7,6 +7,7 @@ unlogged table, non-default collations and forced row-level security."""
 import psycopg
 import pytest
 
+from supabackup_pipeline.core.database_backup import backup_database
 from supabackup_pipeline.core.schema_restore import SchemaRestoreRefused
 from supabackup_pipeline.dev.stack import create_database, create_project_database
 from supabackup_pipeline_tests.core.test_schema_rollback import back_up, restore
@@ -87,14 +88,14 @@ def state(db_url: str) -> tuple[str, dict]:
 
 
 def round_trip(db_url: str, tmp_path, app_sql: str, damage_sql: str, extensions: list[str] = EXTENSIONS,
-               untrusted: bool = False) -> None:
+               untrusted: bool = False, schema: str = "extensions") -> None:
     """Install, back up, damage, roll back in place, then restore into a brand-new project: both
     equal the backup moment (schema text and every table's content). `untrusted` extensions only a
     superuser may create (here; Supabase lets `postgres` create them on a hosted project): the new
     project's restore is refused, untouched, until they are enabled there."""
     with psycopg.connect(superuser_url_for(db_url), autocommit=True) as conn:
         for name in extensions:
-            conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{name}" SCHEMA extensions')
+            conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{name}" SCHEMA {schema}')
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(app_sql)
     (tmp_path / "backup").mkdir()
@@ -115,12 +116,12 @@ def round_trip(db_url: str, tmp_path, app_sql: str, damage_sql: str, extensions:
         if untrusted:
             before = state(target)
             with pytest.raises(SchemaRestoreRefused, match=f"extension {extensions[0]}, which role postgres may not"
-                               r" create here .*enable it in schema extensions first"):
+                               f" create here .*enable it in schema {schema} first"):
                 restore(target, backup)
             assert state(target) == before
             with psycopg.connect(superuser_url_for(target), autocommit=True) as conn:
                 for name in extensions:
-                    conn.execute(f'CREATE EXTENSION "{name}" SCHEMA extensions')
+                    conn.execute(f'CREATE EXTENSION "{name}" SCHEMA {schema}')
         assert restore(target, backup)["schema_differences"] == []
         assert state(target) == at_backup
     finally:
@@ -166,3 +167,20 @@ DROP INDEX public.places_area;
 
 def test_postgis_geometries_roll_back_in_place_and_into_a_new_project(project_db_url, tmp_path):
     round_trip(project_db_url, tmp_path, POSTGIS_APP, POSTGIS_DAMAGE, extensions=["postgis"], untrusted=True)
+
+
+def test_postgis_in_public_leaves_its_own_table_to_it_and_names_rows_added_there(stack, tmp_path):
+    """PostGIS enabled in `public` (Supabase's older default, or a plain CREATE EXTENSION): its types
+    and its spatial_ref_sys table sit among the app's, but belong to the extension. The rollback and
+    the new project leave them to it; rows added to spatial_ref_sys (a custom SRID) are not in the
+    backup, and the backup says so."""
+    db_url = create_project_database(stack.superuser_url, "postgis_in_public")
+    round_trip(db_url, tmp_path, POSTGIS_APP.replace("extensions.", ""), POSTGIS_DAMAGE.replace("extensions.", ""),
+               extensions=["postgis"], untrusted=True, schema="public")
+    with psycopg.connect(superuser_url_for(db_url), autocommit=True) as conn:
+        conn.execute("INSERT INTO public.spatial_ref_sys (srid, auth_name, auth_srid, proj4text)"
+                     " VALUES (990001, 'app', 1, '+proj=longlat +datum=WGS84 +no_defs')")
+    result = backup_database(db_url, tmp_path / "with-srid", ["public"], include_users=False, log=lambda _: None)
+    assert "public.spatial_ref_sys" not in {d.ref.qualified for d in result.tables}
+    assert ("public.spatial_ref_sys belongs to extension postgis and is not backed up, but holds 1 row(s) added"
+            in " ".join(result.warnings)), result.warnings
