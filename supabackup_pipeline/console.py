@@ -97,6 +97,8 @@ def render_database_plan(database: dict) -> list[str]:
     if database.get("new_tables"):
         action = "dropped" if database.get("drop_new_tables") else "left alone"
         lines.append(f"Tables created since the backup ({action}): {join_names(database['new_tables'])}")
+    if database.get("extension_tables"):
+        lines.append(f"Left to their extension (in this backup, not restored): {join_names(database['extension_tables'])}")
     if database.get("emptied_auth_tables"):
         lines.append(f"Emptied (everyone is signed out): {join_names(database['emptied_auth_tables'])}")
     users = database.get("users") or {}

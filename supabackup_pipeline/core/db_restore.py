@@ -37,7 +37,7 @@ from supabackup_pipeline.core.pg_types import Column, quote_ident
 from supabackup_pipeline.core import schema_restore
 from supabackup_pipeline.core.parts import Parts, TableEntry
 from supabackup_pipeline.core.project_lock import lock_project
-from supabackup_pipeline.core.schema_catalog import SUPABASE_SCHEMAS
+from supabackup_pipeline.core.schema_catalog import SCHEMA_CATALOG, SUPABASE_SCHEMAS
 from supabackup_pipeline.core.schema_dump import SCHEMA_DUMP, Entry, compare_entries, live_entries, read_entries
 from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.table_dump import FORMAT_VERSION
@@ -94,6 +94,7 @@ class DatabasePlan:
     tables: list[TableStep]
     emptied_auth_tables: list[str] = field(default_factory=list)
     new_tables: list[str] = field(default_factory=list)
+    extension_tables: list[str] = field(default_factory=list)  # in the backup, left to their extension
     drop_new_tables: bool = False
     sequences: list[dict] = field(default_factory=list)
     users: dict = field(default_factory=dict)
@@ -103,6 +104,7 @@ class DatabasePlan:
     def to_json(self) -> dict:
         shown = {"tables": [t.to_json() for t in self.tables], "emptied_auth_tables": self.emptied_auth_tables,
                  "new_tables": self.new_tables, "drop_new_tables": self.drop_new_tables,
+                 "extension_tables": self.extension_tables,
                  "sequences": len(self.sequences), "users": self.users}
         if self.schema is not None:
             shown["schema"] = self.schema.to_json()
@@ -127,14 +129,11 @@ def plan_database_restore(
     schemas = parts.database.schemas if parts.database else []
     # the backup's schema dump, read once (a pg_restore run): partition bounds and the rebuild use it
     entries = read_entries(root / SCHEMA_DUMP) if schema_restore.has_schema_dump(root) else []
+    extension_tables = _extension_tables(root, available, entries)
+    available = [t for t in available if t.qualified not in extension_tables]
     parents = partition_leaves(root, available, entries) if "database" in components else {}
     if tables is not None:
-        tables = _expand_parents(tables, parents)
-        known = {t.qualified for t in available}
-        unknown = sorted(set(tables) - known)
-        if unknown:
-            raise RestoreRefused(f"not in this backup (or not in the chosen components): {', '.join(unknown)}")
-        available = [t for t in available if t.qualified in set(tables) or t.schema == "auth"]
+        tables, available = _chosen_tables(tables, available, parents)
     # Supabase's own schemas are never restructured: a backup that includes one restores rows only
     rebuild = bool("database" in components and tables is None and entries and not set(schemas) & set(SUPABASE_SCHEMAS))
     # The users' diff (a COPY of auth.users) and the live schema's pg_dump run on connections of
@@ -145,7 +144,7 @@ def plan_database_restore(
         steps = [_table_step(conn, root, t) for t in available]
         restored = {s.ref for s in steps}
 
-        plan = DatabasePlan(tables=steps, drop_new_tables=drop_new_tables)
+        plan = DatabasePlan(tables=steps, drop_new_tables=drop_new_tables, extension_tables=sorted(extension_tables))
         if rebuild:
             plan.schema = schema_restore.plan_schema_restore(conn, root, entries, schemas, drop_new_tables,
                                                              live=live.result())
@@ -171,6 +170,28 @@ def plan_database_restore(
         if users is not None:
             plan.users = users.result()
         return plan
+
+
+def _chosen_tables(tables: list[str], available: list[TableEntry], parents: dict[str, list[str]]):
+    """(the `--tables` names, partitioned parents expanded to their leaves; the dumps they select,
+    with the users tables)."""
+    tables = _expand_parents(tables, parents)
+    unknown = sorted(set(tables) - {t.qualified for t in available})
+    if unknown:
+        raise RestoreRefused(f"not in this backup (or not in the chosen components): {', '.join(unknown)}")
+    return tables, [t for t in available if t.qualified in set(tables) or t.schema == "auth"]
+
+
+def _extension_tables(root: Path, available: list[TableEntry], entries: list[Entry]) -> set[str]:
+    """Tables a backup holds that its own schema dump does not define, in a schema where it records
+    an extension: that extension's (PostGIS's spatial_ref_sys, with PostGIS in `public`), which
+    backups before this version held. pg_dump leaves them to their extension, and so does the
+    restore: loading them would clash with the rows the extension made."""
+    if not entries or not (root / SCHEMA_CATALOG).exists():
+        return set()
+    hosting = {e["schema"] for e in json.loads((root / SCHEMA_CATALOG).read_text())["extensions"]}
+    defined = {f"{e.schema}.{e.name}" for e in entries if e.kind == "TABLE"}
+    return {t.qualified for t in available if t.schema in hosting and t.schema != "auth" and t.qualified not in defined}
 
 
 def _url_of(conn: psycopg.Connection) -> str:

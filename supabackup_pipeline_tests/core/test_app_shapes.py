@@ -7,6 +7,7 @@ unlogged table, non-default collations and forced row-level security."""
 import psycopg
 import pytest
 
+from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.database_backup import backup_database
 from supabackup_pipeline.core.schema_restore import SchemaRestoreRefused
 from supabackup_pipeline.dev.stack import create_database, create_project_database
@@ -184,3 +185,32 @@ def test_postgis_in_public_leaves_its_own_table_to_it_and_names_rows_added_there
     assert "public.spatial_ref_sys" not in {d.ref.qualified for d in result.tables}
     assert ("public.spatial_ref_sys belongs to extension postgis and is not backed up, but holds 1 row(s) added"
             in " ".join(result.warnings)), result.warnings
+
+
+def test_a_backup_that_holds_an_extensions_table_restores_without_it(stack, tmp_path, monkeypatch):
+    """Backups taken before extension tables were left out hold PostGIS's spatial_ref_sys: the
+    restore leaves it to the extension (in place and into a new project) and says so in its plan."""
+    from supabackup_pipeline.core import database_backup
+    from supabackup_pipeline_tests.core.test_schema_rollback import plan
+
+    def every_table(conn, schemas):  # the table list of those earlier versions
+        return [TableRef(*row) for row in conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'r' AND n.nspname = ANY(%s) ORDER BY 1, 2", (schemas,)).fetchall()]
+
+    db_url = create_project_database(stack.superuser_url, "postgis_old_backup")
+    with psycopg.connect(superuser_url_for(db_url), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION postgis SCHEMA public")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(POSTGIS_APP.replace("extensions.", ""))
+    monkeypatch.setattr(database_backup, "list_tables", every_table)
+    (tmp_path / "backup").mkdir()
+    backup = {"root": tmp_path / "backup", "manifest": back_up(db_url, tmp_path / "backup")}
+    monkeypatch.undo()
+    assert (tmp_path / "backup" / "database" / "public.spatial_ref_sys.parquet").exists()
+    at_backup = state(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(POSTGIS_DAMAGE.replace("extensions.", ""))
+    assert plan(db_url, backup).extension_tables == ["public.spatial_ref_sys"]
+    assert restore(db_url, backup)["schema_differences"] == []
+    assert state(db_url) == at_backup
