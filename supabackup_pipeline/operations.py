@@ -162,6 +162,7 @@ def rollback(backup_id: str, options: dict) -> dict:
         run_config={"ops": {"verify_and_protect": {"config": config}}}, tags={Tag.SOURCE: "cli"},
     )
     reports = [r for r in rollback_history(store, backup_id) if r.get("run_id") == result.run_id]
+    reports = reports or _reported_in_run(result)  # a full disk kept it out of .state/rollbacks
     report = reports[-1] if reports else {"backup_id": backup_id, "status": "failed"}
     if not result.success:
         status = "refused" if report.get("status") == "refused" else "failed"
@@ -169,6 +170,12 @@ def rollback(backup_id: str, options: dict) -> dict:
     elif options.get("dry_run"):
         _add_content_changes(store, backup_id, report.get("plan") or {})
     return {**report, "run_id": result.run_id}
+
+
+def _reported_in_run(result: dg.ExecutionResult) -> list[dict]:
+    """The rollback's report as its step output carries it."""
+    return [event.step_output_data.metadata["report"].value for event in result.all_events
+            if event.event_type_value == "STEP_OUTPUT" and "report" in (event.step_output_data.metadata or {})]
 
 
 def _add_content_changes(store: BackupStore, backup_id: str, plan: dict) -> None:

@@ -91,12 +91,16 @@ def write_json(path: Path, data: object, sync: BackgroundSync | None = None) -> 
     its SHA-256."""
     raw = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
     tmp = path.with_name(path.name + ".tmp")
-    with open_private(tmp) as f:
-        f.write(raw)
-        f.flush()
-        if sync is None:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open_private(tmp) as f:
+            f.write(raw)
+            f.flush()
+            if sync is None:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: no half-written .tmp left in a backup's folder
+        tmp.unlink(missing_ok=True)
+        raise
     if sync is not None:
         sync.submit(path)
     return hashlib.sha256(raw).hexdigest()

@@ -63,7 +63,9 @@ def prevalidate(store: BackupStore, backup_id: str, db_url: str, options: Rollba
         raise RollbackRefused(f"backup {backup_id} failed its integrity checks when it was made; refusing to restore it")
     if verify:
         report = verify_backup(root)
-        record_verification(root, report)
+        unkept = record_verification(root, report)
+        if unkept:
+            log(unkept)
         if not report.valid:
             problems = "; ".join(str(p) for p in report.problems[:10])
             raise RollbackRefused(f"backup {backup_id} does not verify, refusing to restore it: {problems}")

@@ -205,9 +205,15 @@ def _check_seal(root: Path, manifest: dict, check: FileCheck) -> None:
         check.problems.append(Problem(MANIFEST, "edited after it was written (checksum mismatch)"))
 
 
-def record_verification(root: Path, report: VerifyReport) -> None:
-    """Keep the last verification beside the backup (a quick check apart: it never stands for a full one)."""
-    write_json(root / (QUICK_CHECK if report.quick else VERIFICATION), report.to_json())
+def record_verification(root: Path, report: VerifyReport) -> str | None:
+    """Keep the last verification beside the backup (a quick check apart: it never stands for a full
+    one). Returns why it could not be kept (a full disk), else None: the verification itself stands."""
+    path = root / (QUICK_CHECK if report.quick else VERIFICATION)
+    try:
+        write_json(path, report.to_json())
+    except OSError as exc:
+        return f"the verification's result could not be kept in {path} ({exc})"
+    return None
 
 
 def _read_report(path: Path) -> dict | None:

@@ -108,8 +108,12 @@ def build_verify_and_protect(definitions: Callable[[], dg.Definitions]) -> dg.Op
 def _follow_live_tables(context: dg.OpExecutionContext, database: SupabaseDatabase, store) -> None:
     """The asset list follows the restored project: a table the rollback brought back may be missing
     from it (the safety backup, taken while the table was dropped, rewrote the list)."""
-    with connect(database.database_url()) as conn:
-        tables, changed = refresh_catalog(conn, database.schema_list(), store.state_dir)
+    try:
+        with connect(database.database_url()) as conn:
+            tables, changed = refresh_catalog(conn, database.schema_list(), store.state_dir)
+    except OSError as exc:  # a full disk: the rollback is done; only the list waits for the next refresh
+        context.log.warning(f"the table list was not refreshed ({exc}): run `supabackup refresh-tables` later")
+        return
     if changed:
         context.log.info(f"the table list changed ({len(tables)} tables): {RELOAD_HINT}")
 
@@ -135,7 +139,9 @@ def rollback_project(context: dg.OpExecutionContext, prepared: dict,
         _record_failure(store, backup_id, context.run_id, config.dry_run, exc)
         raise
     report["run_id"] = context.run_id
-    record_rollback(store, report)
+    unkept = record_rollback(store, report)
+    if unkept:
+        context.log.warning(unkept)
     if "database" in config.components and not config.dry_run:
         _follow_live_tables(context, database, store)
     for table in report.get("database", {}).get("tables", []):
@@ -151,6 +157,7 @@ def rollback_project(context: dg.OpExecutionContext, prepared: dict,
         "safety_backup": report.get("safety_backup", ""), "steps_s": dg.MetadataValue.json(report["steps"]),
         "plan": dg.MetadataValue.json(report["plan"]),
         "storage": dg.MetadataValue.json(report.get("storage", {})),
+        "report": dg.MetadataValue.json(report),  # whole, for the CLI when .state could not keep it
     })
 
 

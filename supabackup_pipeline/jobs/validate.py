@@ -23,7 +23,9 @@ def verify_backup_files(context: dg.OpExecutionContext, config: VerifyConfig, ba
         raise BackupNotFound(f"unknown backup ID {backup_id}: no backup with that ID in {store.root}")
     root = store.published(backup_id)
     report = verify_backup(root, quick=config.quick)
-    record_verification(root, report)
+    unkept = record_verification(root, report)
+    if unkept:
+        context.log.warning(unkept)
     metadata = {
         "backup_id": backup_id,
         "status": report.status,

@@ -143,6 +143,25 @@ def test_a_full_disk_fails_the_backup_by_name_stops_the_rollback_and_keeps_the_e
         assert verify_backup(store.published(kept)).valid  # the earlier backup is whole
         with psycopg.connect(seeded) as db:  # and the project unchanged: the table the backup lacks is still there
             assert db.execute("SELECT count(*) FROM public.blobs").fetchone()[0] == 6
+
+        # without a safety backup the rollback needs no room, and a disk full to the last byte does not
+        # turn a restore that committed into a failure: its report, which cannot be kept, is a warning
+        with psycopg.connect(seeded, autocommit=True) as db:
+            db.execute("DELETE FROM public.items WHERE id > 10")
+        filler = small_disk / "filler"
+        with open(filler, "wb") as f:
+            with pytest.raises(OSError):
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+        done = cli(["rollback", kept, "--yes", "--no-safety-backup", "--components", "database"], env)
+        assert done.returncode == 0, done.stderr
+        assert "this rollback's report could not be kept" in done.stdout + done.stderr
+        with psycopg.connect(seeded) as db:
+            assert db.execute("SELECT count(*) FROM public.items").fetchone()[0] == 50
+        filler.unlink()
+        assert not list(store.root.rglob("*.tmp"))  # no half-written file left behind
+        assert verify_backup(store.published(kept)).valid
     finally:
         with psycopg.connect(seeded, autocommit=True) as db:
             db.execute("DROP TABLE public.blobs")
