@@ -108,7 +108,7 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
         started = time.monotonic()
         backup_id = validate_backup_id(context.partition_key)
         store = backups.store()
-        with refusal_cancels_run(context):  # a published ID: the run ends canceled, not failed
+        with refusal_cancels_run(context), disk_full_named(store.root):  # refused: the run ends canceled
             staging = store.start(backup_id)
         selected = context.selected_asset_keys
         complete = STORAGE_BUCKETS_KEY in selected

@@ -154,6 +154,9 @@ def test_a_full_disk_fails_the_backup_by_name_stops_the_rollback_and_keeps_the_e
                 while True:
                     f.write(b"\0" * 65536)
                     f.flush()
+        for components in ("database,users", "storage"):  # a backup that cannot even start its folder
+            done = cli(["backup", "--components", components], env)
+            assert done.returncode == 1 and "no space left on the disk holding BACKUP_PATH" in done.stderr, done.stderr
         done = cli(["rollback", kept, "--yes", "--no-safety-backup", "--components", "database"], env)
         assert done.returncode == 0, done.stderr
         assert "this rollback's report could not be kept" in done.stdout + done.stderr
