@@ -249,10 +249,12 @@ def cmd_rollback(args) -> int:
     validate_backup_id(args.backup_id)
     options = {
         "components": parse_components(args.components),
-        "tables": [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None,
+        "tables": parse_tables(args.tables),
         "dry_run": args.dry_run, "safety_backup": not args.no_safety_backup,
         "allow_other_project": args.allow_other_project, "drop_new_tables": args.drop_new_tables,
     }
+    if options["tables"] is not None and "database" not in options["components"]:
+        raise UsageError("--tables needs the database component (--components database,...)")
     if not args.dry_run and not confirm(f"Roll the live project back to backup {args.backup_id}?", args.backup_id, args.yes):
         print("not confirmed; nothing was changed", file=sys.stderr)
         return EXIT_FAILED
@@ -264,13 +266,30 @@ def cmd_rollback(args) -> int:
     return finish(report, ROLLBACK_EXIT.get(report["status"], EXIT_FAILED), args.json)
 
 
+def parse_tables(value: str | None) -> list[str] | None:
+    """--tables: None when not given (every table); given but naming none (`--tables "$T"` with T
+    unset) is an error, never "every table"."""
+    if value is None:
+        return None
+    tables = [t.strip() for t in value.split(",") if t.strip()]
+    if not tables:
+        raise UsageError(f"--tables {value!r} names no table: give schema.table names, or leave --tables out to"
+                         " restore every table")
+    return tables
+
+
 def confirm(question: str, expected: str, yes: bool) -> bool:
-    """True when the user confirmed (or passed --yes); refuses without a terminal to ask on."""
+    """True when the user confirmed (or passed --yes); refuses without a terminal to ask on, and
+    an end of input (Ctrl-D) is no confirmation."""
     if yes:
         return True
     if not sys.stdin.isatty():
         raise UsageError(f"{question.rstrip('?')}: confirm with --yes (no terminal to ask on)")
-    return input(f"{question} Type {expected!r} to confirm: ").strip() == expected
+    try:
+        return input(f"{question} Type {expected!r} to confirm: ").strip() == expected
+    except EOFError:
+        print(file=sys.stderr)
+        return False
 
 
 def cmd_delete(args) -> int:
@@ -310,6 +329,12 @@ def cmd_prune(args) -> int:
     defaults = retention_policy()
     policy = {k: getattr(args, k) if getattr(args, k) is not None else getattr(defaults, k)
               for k in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")}
+    for key, value in policy.items():
+        if value < 0:
+            raise UsageError(f"--{key.replace('_', '-')} (or SUPABACKUP_{key.upper()}) must be 0 or more, not {value}")
+    if not any(policy.values()):
+        raise UsageError("a policy that keeps nothing would delete every backup: set at least one --keep-* (or"
+                         " SUPABACKUP_KEEP_*) above 0")
     plan = prune(policy, dry_run=True)
     leftovers = plan["stale_staging"] or plan["orphan_partitions"]
     if not args.dry_run and (plan["forget"] or leftovers):

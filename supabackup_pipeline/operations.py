@@ -49,6 +49,9 @@ def _store(must_exist: bool = True) -> BackupStore:
     store = BackupStore(settings.backup_path())
     if must_exist and settings.backup_path_was_set() and not store.root.is_dir():
         raise ConfigError(f"BACKUP_PATH {store.root} does not exist (or is not a folder)")
+    blocking = next((p for p in [store.root, *store.root.parents] if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():  # backup and refresh-tables would create it under a file
+        raise ConfigError(f"BACKUP_PATH {store.root} cannot be a folder: {blocking} is a file")
     return store
 
 
@@ -138,6 +141,7 @@ def verify(backup_id: str, quick: bool = False) -> dict:
     )
     report = [r for r in (last_verification(store.published(backup_id)), last_quick_check(store.published(backup_id)))
               if r and r.get("quick") == quick and r["verified_at"] >= started]
+    report = report or _observed_in_run(result)  # a read-only or full BACKUP_PATH could not keep the record
     if not report:
         return {"backup_id": backup_id, "valid": False, "status": "failed", "problems": [],
                 "error": failure_message(result)}
@@ -170,6 +174,13 @@ def rollback(backup_id: str, options: dict) -> dict:
     elif options.get("dry_run"):
         _add_content_changes(store, backup_id, report.get("plan") or {})
     return {**report, "run_id": result.run_id}
+
+
+def _observed_in_run(result: dg.ExecutionResult) -> list[dict]:
+    """The verification's report as the run's observation of the backup carries it."""
+    return [event.asset_observation_data.asset_observation.metadata["report"].value for event in result.all_events
+            if event.event_type_value == "ASSET_OBSERVATION"
+            and "report" in event.asset_observation_data.asset_observation.metadata]
 
 
 def _reported_in_run(result: dg.ExecutionResult) -> list[dict]:

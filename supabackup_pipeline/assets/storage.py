@@ -116,7 +116,7 @@ def build_storage_mirror(buckets: list[str]) -> dg.AssetsDefinition:
         with storage.api() as api, disk_full_named(store.root):  # one HTTP client for the whole step
             mirrors, gone, previous = _mirror_selected(api, context, complete, by_key, store, backup_id, out,
                                                        config.workers)
-            manifest_path, manifest_file = write_storage_manifest(out, mirrors)
+            manifest_path, manifest_file = write_storage_manifest(out, mirrors, api.project_url)
             files = {path: f for m in mirrors for path, f in m.files.items()}
             files[manifest_path] = manifest_file
             store.write_part(backup_id, Component.STORAGE, StoragePart(

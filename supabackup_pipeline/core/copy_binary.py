@@ -52,7 +52,7 @@ def rows_of(matrix: np.ndarray, widths: np.ndarray) -> pa.Array:
 
 def big_endian(values: np.ndarray, dtype: str) -> np.ndarray:
     """Numbers → an (n, width) matrix of their big-endian bytes."""
-    return values.astype(dtype).view(np.uint8).reshape(len(values), -1)
+    return values.astype(dtype).view(np.uint8).reshape(len(values), np.dtype(dtype).itemsize)
 
 
 def fixed_fields(payload: np.ndarray, valid: np.ndarray) -> pa.Array:

@@ -26,6 +26,7 @@ MARKER_SQL = f"{int.from_bytes(_MARKER, 'big', signed=True)}::int8"
 _HEADER = b"PGCOPY\n\xff\r\n\x00"
 _TRAILER = b"\xff\xff"
 CHUNK_BYTES = 4 << 20  # rows are decoded a chunk at a time: one Parquet row group each
+_WALK_CELLS = 1 << 22  # candidate rows × fields walked at once (~50 MB of positions)
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's epoch, in days since 1970-01-01
 _PG_EPOCH_US = _PG_EPOCH_DAYS * 86_400_000_000
 
@@ -65,6 +66,8 @@ def _rows(data: bytes, signature: bytes, nfields: int, complete: bool):
     """(row starts, (field starts, field lengths) per field, where the unread rest begins);
     `complete`: data ends after its last row (else an error)."""
     starts = _candidates(data, np.frombuffer(data, np.uint8), signature)
+    if len(starts) * nfields > _WALK_CELLS:  # far more candidates than rows: values full of signatures
+        starts = _real_starts(data, starts, nfields)
     fstarts, flens, ends = _walk(data, starts, nfields)
     limit = len(data)
     consistent = len(starts) > 0 and starts[0] == 0 and (ends[:-1] == starts[1:]).all()
@@ -79,6 +82,16 @@ def _rows(data: bytes, signature: bytes, nfields: int, complete: bool):
         rest = int(starts[-1]) if len(starts) else 0
         return starts[:-1], (fstarts[:, :-1], flens[:, :-1]), rest
     return starts, (fstarts, flens), limit
+
+
+def _real_starts(data: bytes, starts: np.ndarray, nfields: int) -> np.ndarray:
+    """The candidates chained from the first row, walked _WALK_CELLS at a time: only the row ends of
+    every candidate are kept (8 bytes each), not the fields × candidates of a whole walk."""
+    block = max(1, _WALK_CELLS // nfields)
+    ends = np.concatenate([_walk(data, starts[i:i + block], nfields)[2] for i in range(0, len(starts), block)])
+    if starts[0] == 0 and (ends[:-1] == starts[1:]).all():
+        return starts
+    return starts[_chain(starts, ends, len(data))]
 
 
 def _candidates(data: bytes, buf: np.ndarray, signature: bytes) -> np.ndarray:
@@ -127,13 +140,16 @@ def _at_every_byte(data: bytes, width: int) -> np.ndarray:
 def _chain(starts: np.ndarray, ends: np.ndarray, limit: int) -> list[int]:
     """The candidates that really start rows, followed one by one from the first row (used only
     when a value holds the row signature). Stops where the next row's signature is not (yet) in
-    the chunk: the caller keeps that last row for the next chunk, or finds the stream malformed."""
-    index = {int(p): k for k, p in enumerate(starts)}
+    the chunk: the caller keeps that last row for the next chunk, or finds the stream malformed.
+    `starts` is sorted: each next row is found by bisection, with no index of every candidate."""
     chosen: list[int] = []
-    k = index.get(0)
+    k = 0 if len(starts) and starts[0] == 0 else None
     while k is not None:
         chosen.append(k)
-        k = index.get(int(ends[k])) if ends[k] < limit else None
+        if ends[k] >= limit:
+            break
+        j = int(np.searchsorted(starts, ends[k]))
+        k = j if j < len(starts) and starts[j] == ends[k] else None
     return chosen
 
 

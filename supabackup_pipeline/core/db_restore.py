@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 import psycopg
+from psycopg import sql
 
 from supabackup_pipeline.core.arrow_memory import use_lean_pool
 from supabackup_pipeline.core.catalog import TableRef, describe_table, list_tables, table_exists
@@ -37,7 +38,7 @@ from supabackup_pipeline.core.pg_types import Column, quote_ident
 from supabackup_pipeline.core import schema_restore
 from supabackup_pipeline.core.parts import Parts, TableEntry
 from supabackup_pipeline.core.project_lock import lock_project
-from supabackup_pipeline.core.schema_catalog import SCHEMA_CATALOG, SUPABASE_SCHEMAS
+from supabackup_pipeline.core.schema_catalog import SCHEMA_CATALOG, SUPABASE_SCHEMAS, publication_tables
 from supabackup_pipeline.core.schema_dump import SCHEMA_DUMP, Entry, compare_entries, live_entries, read_entries
 from supabackup_pipeline.core.snapshot import connect
 from supabackup_pipeline.core.table_dump import FORMAT_VERSION
@@ -45,6 +46,7 @@ from supabackup_pipeline.core.table_load import load_table
 from supabackup_pipeline.core.users_diff import users_diff
 
 Log = Callable[[str], None]
+LOCK_TIMEOUT = "60s"  # how long the restore waits for a lock another session holds, then gives up
 # JIT is off for the plan and the restore: their queries are catalog walks and whole-table scans
 # that run once, and compiling them costs more than it saves (the pg_depend walk of a 40-table
 # schema: 1.9 s with JIT, 0.04 s without; it runs in the plan and again in the transaction). Any
@@ -346,6 +348,61 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
     """Carry out the plan in one transaction; returns per-table results (rows, checksums, seconds),
     the seconds of each phase and, after a schema rebuild, how the live schema compares with the
     backup's (`schema_differences`, empty when equal)."""
+    try:
+        return _apply(db_url, plan, root, log)
+    except psycopg.errors.LockNotAvailable:
+        raise SupabackupError(_locked_out(db_url, plan)) from None
+    except (psycopg.Error, SupabackupError) as exc:
+        blamed = _event_trigger_blamed(db_url, exc)
+        if blamed:
+            raise SupabackupError(blamed) from exc
+        raise
+
+
+def _event_trigger_blamed(db_url: str, exc: BaseException) -> str | None:
+    """When an app's event trigger failed on the restore's own DDL (one that logs into a table the
+    rebuild has just dropped, say): which one, and what to do. Replica mode silences event triggers
+    but those set to fire ALWAYS, and only a superuser may disable one."""
+    error = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    context = error.diag.context if isinstance(error, psycopg.Error) else None
+    if not context:
+        return None
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        triggers = conn.execute(
+            "SELECT e.evtname, format('%I.%I', n.nspname, p.proname), quote_ident(p.proname)"
+            " FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE e.evtenabled <> 'D' ORDER BY 1").fetchall()
+    for name, function, short in triggers:  # the context names the function as the search path shows it
+        if f"function {function}(" in context or f"function {short}(" in context:
+            reason = str(error).strip().splitlines()[0]
+            return (f"event trigger {name} (function {function}) failed on the restore's schema changes: {reason};"
+                    " nothing was changed. Disable it for the rollback (as a superuser: ALTER EVENT TRIGGER"
+                    f" {quote_ident(name)} DISABLE), restore again, then enable it again.")
+    return None
+
+
+def _locked_out(db_url: str, plan: DatabasePlan) -> str:
+    """What to tell when another session held a lock the restore waited LOCK_TIMEOUT for: the
+    sessions that still hold locks on the restored schemas' relations (the restore's are gone)."""
+    schemas = sorted({s.ref.schema for s in plan.tables} | set(plan.schema.schemas if plan.schema else []))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        holders = conn.execute(
+            """
+            SELECT DISTINCT l.pid, a.usename, coalesce(nullif(a.application_name, ''), '-'), a.state,
+                   format('%%I.%%I', n.nspname, c.relname)
+            FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+            LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.granted AND l.pid <> pg_backend_pid() AND n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'm')
+            ORDER BY 1, 5 LIMIT 10
+            """, (schemas,)).fetchall()
+    found = "; ".join(f"pid {pid} ({user}, {app}, {state}) on {rel}" for pid, user, app, state, rel in holders)
+    return (f"another session held a lock on a table the restore must change, and the restore gave up after"
+            f" waiting {LOCK_TIMEOUT} (lock_timeout): nothing was changed. "
+            + (f"Sessions holding locks in {', '.join(schemas)}: {found}. " if found else "")
+            + "Let them finish or end them (SELECT pg_terminate_backend(pid)), then restore again.")
+
+
+def _apply(db_url: str, plan: DatabasePlan, root: Path, log: Log) -> dict:
     use_lean_pool()
     started = time.monotonic()
     results: list[dict] = []
@@ -360,17 +417,12 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
             # restored tables read back in load order: no synchronized or parallel scans
             conn.execute("SET LOCAL synchronize_seqscans = off")
             conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            conn.execute("SET LOCAL lock_timeout = '60s'")
+            conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             conn.execute("SET LOCAL jit = off")  # see the note on JIT at the top
             replica = _try_replica(conn)
             log("user triggers: " + ("off (session_replication_role = replica)" if replica
                                      else "disabled by name for the load"))
-            if plan.schema is not None:
-                schema_restore.prepare(conn, plan.schema, log)
-                _empty_auth_tables(conn, plan)
-            else:
-                _prepare_tables(conn, plan, log)
-            silenced = _silence_triggers(conn, [s.ref for s in plan.tables], replica)
+            silenced, lifted = _prepare(conn, plan, replica, log)
             lap("prepare")
             for step in _parents_first(plan.tables):
                 t0 = time.monotonic()
@@ -378,7 +430,7 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
                 results.append({"table": step.ref.qualified, "rows": rows, "seconds": round(time.monotonic() - t0, 3)})
                 log(f"restored {step.ref.qualified}: {rows} rows")
             lap("load")
-            _after_load(conn, plan, silenced, log)
+            _after_load(conn, plan, silenced, lifted, log)
             lap("schema_foreign_keys_and_sequences" if plan.schema is not None else "foreign_keys_and_sequences")
             mismatches = _post_validate(conn, plan, root, results)
             if mismatches:
@@ -396,9 +448,57 @@ def apply_database_restore(db_url: str, plan: DatabasePlan, root: Path, log: Log
     return report
 
 
-def _after_load(conn, plan: DatabasePlan, silenced: list[tuple[str, str, str]], log: Log) -> None:
+def _prepare(conn, plan: DatabasePlan, replica: bool, log: Log) -> tuple[list, list]:
+    """The tables ready for their rows: the schema rebuilt (or the existing tables emptied and their
+    drift undone), with the user triggers that would fire silenced first, TRUNCATE ones included,
+    and the constraints never validated lifted. Returns both, to be put back after the load."""
+    emptied = [TableRef(*n.split(".", 1)) for n in plan.emptied_auth_tables + plan.truncate_parents]
+    if plan.schema is not None:
+        schema_restore.prepare(conn, plan.schema, log)  # the rebuilt tables have no triggers yet
+        silenced = _silence_triggers(conn, [s.ref for s in plan.tables] + emptied, replica)
+        _empty_auth_tables(conn, plan)
+    else:
+        silenced = _silence_triggers(conn, [s.ref for s in plan.tables if s.exists] + emptied, replica)
+        _prepare_tables(conn, plan, log)  # recreates dropped tables, with their triggers
+        silenced += _silence_triggers(conn, [s.ref for s in plan.tables if not s.exists], replica)
+    return silenced, _lift_unvalidated(conn, [s.ref for s in plan.tables])
+
+
+def _lift_unvalidated(conn, tables: list[TableRef]) -> list[tuple[str, str, str, str | None]]:
+    """CHECK and foreign key constraints added NOT VALID (never checked against the rows already
+    there) on the restored tables, dropped for the load: the backup may hold rows that break them,
+    as the live table did. (table, constraint, definition, comment) for `_put_back`."""
+    rows = conn.execute(
+        """
+        SELECT k.conrelid::regclass::text, quote_ident(k.conname), pg_get_constraintdef(k.oid),
+               obj_description(k.oid, 'pg_constraint')
+        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+        WHERE NOT k.convalidated AND k.contype IN ('c', 'f') AND k.conislocal AND k.coninhcount = 0
+          AND k.conrelid = ANY(%s::regclass[]) AND pg_has_role(c.relowner, 'USAGE')  -- not Supabase's own
+        ORDER BY k.conrelid, k.conname
+        """,
+        ([t.sql for t in tables],),
+    ).fetchall()
+    for table, name, _, _ in rows:
+        conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+    return rows
+
+
+def _put_back(conn, lifted: list[tuple[str, str, str, str | None]]) -> None:
+    """The lifted constraints added again as they were (their definition says NOT VALID)."""
+    for table, name, definition, comment in lifted:
+        conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
+        if comment is not None:
+            conn.execute(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
+                sql.SQL(name), sql.SQL(table), sql.Literal(comment)))
+
+
+def _after_load(conn, plan: DatabasePlan, silenced: list[tuple[str, str, str]],
+                lifted: list[tuple[str, str, str, str | None]], log: Log) -> None:
     """Constraints (the rebuilt schema's post-data, or recreated tables' foreign keys), triggers put
-    back, sequences set, and every foreign key the load could have broken checked."""
+    back, sequences set, and every foreign key the load could have broken checked (those added NOT
+    VALID promise nothing about old rows, and are not)."""
+    _put_back(conn, lifted)
     if plan.schema is not None:
         schema_restore.finish(conn, plan.schema, log)
     else:
@@ -422,7 +522,33 @@ def schema_differences(db_url: str, plan: DatabasePlan) -> list[dict]:
     kept = [re.escape(t.split(".", 1)[1]) for t in plan.new_tables] if not plan.drop_new_tables else []
     mentions_kept = re.compile(rf"\b({'|'.join(kept)})\b") if kept else None
     changes = compare_entries(plan.schema.entries, live_entries(db_url, plan.schema.schemas))
+    changes += _publication_differences(db_url, plan.schema)
     return [c for c in changes if not (c["action"] == "drop" and mentions_kept and mentions_kept.search(c["name"]))]
+
+
+def _publication_differences(db_url: str, schema: schema_restore.SchemaPlan) -> list[dict]:
+    """Publication memberships (with row filter and column list) unlike the backup's; pg_dump -n,
+    which the comparison above reads, leaves them out. Memberships the plan noted it cannot add
+    back (no such publication here, or one this role may not alter) are in its notes already."""
+    backed = [r for r in schema.catalog["publications"] if "row_filter" in r]  # recorded since filters are
+    if not backed and schema.catalog["publications"]:
+        return []
+    with psycopg.connect(db_url) as conn:
+        live = {(r["publication"], r["schema"], r["table"]): r for r in publication_tables(conn, schema.schemas)}
+        alterable = {r[0] for r in conn.execute("SELECT pubname FROM pg_publication WHERE NOT puballtables"
+                                                " AND pg_has_role(pubowner, 'USAGE')")}
+    changes = []
+    for row in backed:
+        key = (row["publication"], row["schema"], row["table"])
+        now = live.pop(key, None)
+        if row["publication"] not in alterable:
+            continue
+        if now is None or (now["columns"], now["row_filter"]) != (row["columns"], row["row_filter"]):
+            changes.append({"kind": "publication table", "name": f"{row['publication']} {row['schema']}.{row['table']}",
+                            "action": "create" if now is None else "alter"})
+    changes += [{"kind": "publication table", "name": f"{p} {s}.{t}", "action": "drop"}
+                for (p, s, t) in live if p in alterable]
+    return changes
 
 
 def _empty_auth_tables(conn, plan: DatabasePlan) -> None:
@@ -554,7 +680,7 @@ def check_foreign_keys(conn, tables: list[TableRef]) -> list[str]:
                ARRAY(SELECT quote_ident(attname) FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
                      JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY i)
         FROM pg_constraint k
-        WHERE k.contype = 'f' AND (k.conrelid = ANY(%s::regclass[]) OR k.confrelid = ANY(%s::regclass[]))
+        WHERE k.contype = 'f' AND k.convalidated AND (k.conrelid = ANY(%s::regclass[]) OR k.confrelid = ANY(%s::regclass[]))
         """,
         ([t.sql for t in tables], [t.sql for t in tables]),
     ).fetchall()

@@ -23,6 +23,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from supabackup_pipeline.core.catalog import TableDescription, TableRef
@@ -41,7 +42,9 @@ class _Fingerprint:
         text = text_batch(batch, self.columns)
         self.rows += batch.num_rows
         for i, column in enumerate(text.columns):
-            column = column.cast(pa.large_string())
+            nulls_now = column.is_null().to_numpy(zero_copy_only=False)
+            # a NULL slot's bytes are whatever its producer left there (a uuid's are rendered): not hashed
+            column = pc.fill_null(column.cast(pa.large_string()), "") if column.null_count else column.cast(pa.large_string())
             column = pa.concat_arrays([column]) if column.offset else column
             values, lengths, nulls = self.hashers[i]
             offsets = np.frombuffer(column.buffers()[1], dtype=np.int64, count=len(column) + 1)
@@ -49,7 +52,7 @@ class _Fingerprint:
             if data is not None:
                 values.update(memoryview(data)[offsets[0]:offsets[-1]])
             lengths.update(np.diff(offsets).tobytes())
-            nulls.update(column.is_null().to_numpy(zero_copy_only=False).tobytes())
+            nulls.update(nulls_now.tobytes())
 
     def hexdigest(self) -> str:
         total = hashlib.sha256(str(self.rows).encode())

@@ -6,8 +6,9 @@ Policy (each rule keeps backups the others may also keep; a backup is kept if an
   ISO weeks / months that have one.
 Invalid backups never count as kept. A pre-rollback safety backup is kept as long as any backup
 at least as old as it is kept (so it lives at least as long as the backups around it, and always
-while it is the newest). Deleting removes only the backup's own folder: objects shared with other
-backups are hard links, so the other backups keep their copy.
+while it is the newest). A backup a running rollback reads from is kept, and refused by `delete`
+(core/in_use). Deleting removes only the backup's own folder: objects shared with other backups
+are hard links, so the other backups keep their copy.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from supabackup_pipeline.core.parts import GOOD_STATUSES
 from supabackup_pipeline.core.backup_id import backup_id_time, validate_backup_id
 from supabackup_pipeline.core.errors import Refused, SupabackupError
+from supabackup_pipeline.core.in_use import in_use
 from supabackup_pipeline.core.store import BackupStore
 
 SAFETY_PREFIX = "pre-rollback of "
@@ -60,6 +62,9 @@ def plan_retention(store: BackupStore, policy: RetentionPolicy) -> tuple[dict[st
                 break
             seen.append(period)
             kept.setdefault(backup_id, []).append(f"{rule} {period}")
+    for backup_id, _, _ in infos:
+        if in_use(store, backup_id):
+            kept.setdefault(backup_id, []).append("read by a running rollback")
     oldest_kept = min(kept) if kept else None
     for backup_id, status, safety in infos:
         if safety and status in GOOD_STATUSES and backup_id not in kept and (oldest_kept is None or backup_id >= oldest_kept):
@@ -82,6 +87,9 @@ def delete_backup_files(store: BackupStore, backup_id: str, force: bool = False)
     """
     validate_backup_id(backup_id)
     manifest = store.manifest(backup_id)  # BackupNotFound for an unknown ID
+    if in_use(store, backup_id):
+        raise Refused(f"{backup_id} is being restored by a running rollback: it is not deleted (not even with"
+                      " --force); delete it after the rollback ends")
     if manifest.get("status") in GOOD_STATUSES and valid_backups(store) == [backup_id] and not force:
         raise Refused(f"{backup_id} is the only valid backup; deleting it leaves nothing to roll back to"
                               " (use --force to delete it anyway)")

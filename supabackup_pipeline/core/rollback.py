@@ -9,14 +9,18 @@ passed inside the transaction; the storage part is idempotent, so a rerun after 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from supabackup_pipeline.core.db_restore import apply_database_restore, plan_database_restore
 from supabackup_pipeline.core.parts import COMPONENTS
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.snapshot import optional_fact, connect
+from supabackup_pipeline.core.storage_api import same_project_url
+from supabackup_pipeline.core.storage_paths import MANIFEST_NAME, STORAGE_DIR
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.core.verify import record_verification, verify_backup
 
@@ -54,7 +58,7 @@ def project_identity(db_url: str) -> dict:
 
 
 def prevalidate(store: BackupStore, backup_id: str, db_url: str, options: RollbackOptions, log: Log,
-                verify: bool = True) -> dict:
+                verify: bool = True, storage_url: str | None = None) -> dict:
     """Verify the backup (unless the caller just did) and that it belongs to this project; returns
     its manifest. Touches nothing live."""
     manifest = store.manifest(backup_id)
@@ -84,7 +88,24 @@ def prevalidate(store: BackupStore, backup_id: str, db_url: str, options: Rollba
                 f" database {source.get('database')}; this one is {live['system_identifier']}, {live['database']})."
                 " Pass allow_other_project (--allow-other-project) to restore it here anyway."
             )
+    if "storage" in options.components and storage_url and not options.allow_other_project:
+        _refuse_other_storage(root, backup_id, storage_url)
     return manifest
+
+
+def _refuse_other_storage(root: Path, backup_id: str, storage_url: str) -> None:
+    """A rollback makes Storage equal to the backup, deleting what the backup lacks: pointed at
+    another project's Storage (SUPABASE_URL of staging with production's backups, say), it would
+    empty that project's buckets of the same names. Backups record the URL they came from."""
+    try:
+        source = json.loads((root / STORAGE_DIR / MANIFEST_NAME).read_text()).get("source") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # verification names a damaged manifest; the restore reads it again and says so
+    if source.get("url") and not same_project_url(source["url"], storage_url):
+        raise RollbackRefused(
+            f"backup {backup_id}'s Storage was taken from {source['url']}, and SUPABASE_URL is {storage_url}: restoring"
+            " it would delete that project's objects the backup does not hold. Check SUPABASE_URL, or pass"
+            " allow_other_project (--allow-other-project) to restore it there anyway.")
 
 
 @dataclass
@@ -130,7 +151,8 @@ def run_rollback(
     options.check()
     steps: dict[str, float] = {}
     t = time.monotonic()
-    manifest = prevalidate(store, backup_id, db_url, options, log, verify=not verified)
+    manifest = prevalidate(store, backup_id, db_url, options, log, verify=not verified,
+                           storage_url=storage_client.project_url if storage_client is not None else None)
     shown, db_plan, storage_plan = make_plan(store, backup_id, manifest, db_url, storage_client, options)
     steps["prevalidate_and_plan"] = round(time.monotonic() - t, 3)
     report: dict = {"backup_id": backup_id, "dry_run": options.dry_run, "plan": shown.to_json(),

@@ -75,7 +75,22 @@ def read_schema_catalog(conn: psycopg.Connection, schemas: list[str]) -> dict:
                   WHERE pol.polname = policyname AND pol.polrelid = format('%%I.%%I', schemaname, tablename)::regclass
                     AND o.schema IS NOT NULL AND NOT o.schema = ANY(%(allowed)s))
             ORDER BY 1, 2, 3""", p),
-        "publications": _rows(conn, """
-            SELECT pubname AS publication, schemaname AS schema, tablename AS table
-            FROM pg_publication_tables WHERE schemaname = ANY(%(schemas)s) ORDER BY 1, 2, 3""", p),
+        "publications": publication_tables(conn, schemas),
     }
+
+
+# A table's membership, with its row filter and column list (PostgreSQL 15), as ADD TABLE takes them.
+_PUBLICATION_TABLES = """
+SELECT t.pubname AS publication, t.schemaname AS schema, t.tablename AS table,
+       pg_get_expr(r.prqual, r.prrelid) AS row_filter,
+       CASE WHEN r.prattrs IS NOT NULL THEN ARRAY(
+           SELECT quote_ident(a.attname) FROM unnest(r.prattrs::int2[]) u(n)
+           JOIN pg_attribute a ON a.attrelid = r.prrelid AND a.attnum = u.n ORDER BY a.attnum) END AS columns
+FROM pg_publication_tables t JOIN pg_publication p ON p.pubname = t.pubname
+LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid AND r.prrelid = format('%%I.%%I', t.schemaname, t.tablename)::regclass
+WHERE t.schemaname = ANY(%(schemas)s) ORDER BY 1, 2, 3"""
+
+
+def publication_tables(conn: psycopg.Connection, schemas: list[str]) -> list[dict]:
+    """Publication membership of the schemas' tables (pg_dump -n leaves publications out)."""
+    return _rows(conn, _PUBLICATION_TABLES, {"schemas": schemas})

@@ -37,7 +37,7 @@ from supabackup_pipeline.core.ddl import policy_sql
 from supabackup_pipeline.core.errors import RestoreRefused, SupabackupError
 from supabackup_pipeline.core.live_schema import LiveObject, dependents, live_objects
 from supabackup_pipeline.core.pg_types import quote_ident
-from supabackup_pipeline.core.schema_catalog import SCHEMA_CATALOG, read_schema_catalog
+from supabackup_pipeline.core.schema_catalog import SCHEMA_CATALOG, publication_tables, read_schema_catalog
 from supabackup_pipeline.core.schema_dump import GRANTS, SCHEMA_DUMP, Entry, compare_entries
 
 Log = Callable[[str], None]
@@ -283,10 +283,11 @@ def _note_plan(plan: SchemaPlan, conn) -> None:
             plan.notes.append(f"{row['schema']}.{row['table']} was in publication {row['publication']}, which "
                               + ("does not exist here" if pub is None else f"{role} may not alter")
                               + ": add it back by hand")
-    blocked = [o for o in plan.drops if not o.may_own]
+    blocked = [o for o in plan.drops + plan.kept_functions if not o.may_own]  # kept ones are replaced in place
     if blocked:
         raise SchemaRestoreRefused(
-            f"{role} may not drop these objects (owned by roles it is not a member of), nothing was changed: "
+            f"{role} may not drop or replace these objects (owned by roles it is not a member of), nothing was"
+            " changed: "
             + ", ".join(f"{o.kind.lower()} {o.sql_name} (owner {o.owner})" for o in blocked[:20]))
 
 
@@ -336,9 +337,10 @@ def _create_extension(conn, ext: dict) -> None:
 
 def _drop_objects(conn, drops: list[LiveObject]) -> None:
     """DROP … CASCADE of each object still there (an earlier cascade may have taken it): the plan
-    checked that every cascade stays inside the rebuild."""
+    checked that every cascade stays inside the rebuild. Tables before sequences: an identity
+    column's sequence goes with its table and cannot be dropped alone (its name may sort first)."""
     order = {"pg_class": 0, "pg_proc": 1, "pg_type": 2}
-    for obj in sorted(drops, key=lambda o: order[o.catalog]):
+    for obj in sorted(drops, key=lambda o: (order[o.catalog], o.code in ("S", "c"))):
         if conn.execute(f"SELECT 1 FROM {obj.catalog} WHERE oid = %s", (obj.oid,)).fetchone():
             conn.execute(f"DROP {obj.kind} {obj.sql_name} CASCADE")
 
@@ -428,16 +430,24 @@ def finish(conn: psycopg.Connection, plan: SchemaPlan, log: Log) -> None:
 
 
 def _restore_publications(conn, plan: SchemaPlan) -> None:
+    """Each table back in the publications it was in, with its row filter and column list (a table
+    recreated here left them when it was dropped; a kept one may have another filter now)."""
+    live = {(r["publication"], r["schema"], r["table"]): r for r in publication_tables(conn, plan.schemas)}
     for row in plan.catalog["publications"]:
         pub = conn.execute("SELECT puballtables, pg_has_role(pubowner, 'USAGE') FROM pg_publication WHERE pubname = %s",
                            (row["publication"],)).fetchone()
-        if pub is None or pub[0]:
-            continue
-        table = TableRef(row["schema"], row["table"]).sql
-        present = conn.execute("SELECT 1 FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s"
-                               " AND tablename = %s", (row["publication"], row["schema"], row["table"])).fetchone()
-        if not present and pub[1]:
-            conn.execute(f"ALTER PUBLICATION {quote_ident(row['publication'])} ADD TABLE {table}")
+        if pub is None or pub[0] or not pub[1]:
+            continue  # noted in the plan (all-tables publications need nothing)
+        publication, table = quote_ident(row["publication"]), TableRef(row["schema"], row["table"]).sql
+        now = live.get((row["publication"], row["schema"], row["table"]))
+        member = (row.get("columns"), row.get("row_filter"))
+        if now is not None and ((now["columns"], now["row_filter"]) == member or "row_filter" not in row):
+            continue  # (a backup from before filters were recorded: a table already in it stays as it is)
+        if now is not None:
+            conn.execute(f"ALTER PUBLICATION {publication} DROP TABLE {table}")
+        columns = f" ({', '.join(member[0])})" if member[0] else ""
+        where = f" WHERE ({member[1]})" if member[1] else ""
+        conn.execute(f"ALTER PUBLICATION {publication} ADD TABLE {table}{columns}{where}")
 
 
 # Every object of the schemas with grants of its own, as GRANT/REVOKE name it.

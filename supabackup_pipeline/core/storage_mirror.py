@@ -8,9 +8,11 @@ Listing uses list v2 without a delimiter: one recursive, case-exact, cursor-pagi
 matches prefixes case-insensitively and merges folders that differ only in case, so a walk over
 it can miss objects or invent paths; it is never used.
 
-Names come from the server and are untrusted: a name that is absolute, has empty, `.` or `..`
-segments, a backslash or a NUL is refused (UnsafeName) before anything of the bucket is written.
-Mapping names to paths, deliberately:
+Names come from the server and are untrusted. Storage keeps any key S3 tools make, and each gets a
+path inside the bucket's folder: the empty, `.` and `..` segments of `photos/` (a folder marker),
+`a//b`, `/lead.txt` or `x/../y` become `~empty`, `~dot` and `~dotdot`; a bucket named `.` or `..`
+gets the folder `.~bucket` or `..~bucket`. A backslash or a NUL, which Storage's key check
+refuses, is refused (UnsafeName) before anything of the bucket is written. Deliberately:
 - Case: `Case/A.txt` and `case/b.txt` are different objects and stay different paths; the backup
   folder must live on a case-sensitive file system (Linux) for such buckets.
 - File vs folder: objects `a` and `a/b` can both exist in Storage, but not on disk. The folder
@@ -18,6 +20,8 @@ Mapping names to paths, deliberately:
   entry's `path` says where each object is. Restores must read `path`, never derive it.
 - A path segment longer than 255 bytes is shortened to a prefix plus `~` and a hash.
 - A bucket whose id is `manifest.json` is stored in the folder `manifest.json~bucket`.
+- Two names mapped to one path (`a//b` next to a real `a/~empty/b`): the first in name order keeps
+  it, the other gets `~n` like a file next to a folder.
 (These rules live in core/storage_paths.py, which the restore reads paths with.)
 
 Downloads run in a bounded thread pool over one HTTP client (core/storage_api.py). They are
@@ -93,7 +97,7 @@ def list_buckets(api: StorageApi, retry: Retry = Retry(), log: Log = print) -> l
 
 def _bucket_settings(b: dict) -> dict:
     """The settings recorded in the manifest (an empty owner is the API's spelling of none)."""
-    return {"id": check_bucket_name(b.get("id")), "name": b.get("name"), "public": b.get("public"),
+    return {"id": b.get("id"), "name": b.get("name"), "public": b.get("public"),
             "file_size_limit": b.get("file_size_limit"), "allowed_mime_types": b.get("allowed_mime_types"),
             "owner": b.get("owner") or None, "type": b.get("type"),
             "created_at": timestamp(b.get("created_at")), "updated_at": timestamp(b.get("updated_at"))}
@@ -115,12 +119,30 @@ def list_objects(api: StorageApi, bucket: str, retry: Retry = Retry(), log: Log 
             if o["name"] in seen:
                 raise MirrorError(f"bucket {bucket!r}: the listing returned {o['name']!r} twice (broken pagination)")
             seen.add(o["name"])
-            objects.append({"id": o.get("id"), "name": o["name"], "metadata": o.get("metadata") or {},
-                            "created_at": timestamp(o.get("created_at")), "updated_at": timestamp(o.get("updated_at"))})
+            objects.append(_listed(o))
         if not page.has_next:
             return objects
         if not page.next_cursor or page.next_cursor == cursor:
             raise MirrorError(f"bucket {bucket!r}: list v2 says there is more but gave no new cursor")
+        cursor = page.next_cursor
+
+
+def _listed(o: dict) -> dict:
+    return {"id": o.get("id"), "name": o["name"], "metadata": o.get("metadata") or {},
+            "created_at": timestamp(o.get("created_at")), "updated_at": timestamp(o.get("updated_at"))}
+
+
+def listed_now(api: StorageApi, bucket: str, name: str, retry: Retry = Retry(), log: Log = print) -> dict | None:
+    """One object's listing entry as it is now (None: gone), by a listing of its name as prefix."""
+    cursor: str | None = None
+    while True:
+        page = retrying(f"list bucket {bucket!r} for {name!r}", lambda: api.list_page(bucket, cursor, prefix=name),
+                        retry, log)
+        for o in page.objects:
+            if o["name"] == name:
+                return _listed(o)
+        if not page.has_next or not page.next_cursor or page.next_cursor == cursor:
+            return None
         cursor = page.next_cursor
 
 
@@ -322,7 +344,18 @@ class ObjectCopier:
         if entry is not None:
             return {**entry, **extra}
         target = self.targets[o["name"]]
-        sha256, size = retrying(what, lambda: self._download(o, target), self.retry, self.log)
+        try:
+            sha256, size = retrying(what, lambda: self._download(o, target), self.retry, self.log)
+        except ContentMismatch:
+            # re-uploaded since the listing (a user replacing an avatar): copied as it is now, once
+            now = listed_now(self.api, self.bucket, o["name"], self.retry, self.log)
+            if now is None:
+                return self._missing(o, what)
+            if now["metadata"] == o["metadata"]:
+                raise
+            self.log(f"{what}: replaced since the listing; copying the object as it is now")
+            o, extra = now, self._owner_and_user_metadata(o["name"], what)
+            sha256, size = retrying(what, lambda: self._download(o, target), self.retry, self.log)
         return self._entry(o, sha256, size, False, extra)
 
     def _entry(self, o: dict, sha256: str, size: int, linked: bool, extra: dict) -> dict:
@@ -404,9 +437,10 @@ class ObjectCopier:
 
 # ------------------------------------------------------------------ the storage manifest
 
-def write_storage_manifest(out_dir: Path, mirrors: list[BucketMirror]) -> tuple[str, dict]:
-    """storage/manifest.json (settings and objects per bucket); returns its backup-relative path and {bytes, sha256}."""
-    data = {"format": MANIFEST_FORMAT, "buckets": {
+def write_storage_manifest(out_dir: Path, mirrors: list[BucketMirror], project_url: str | None = None) -> tuple[str, dict]:
+    """storage/manifest.json (settings and objects per bucket, and the SUPABASE_URL they came from,
+    which a rollback checks); returns its backup-relative path and {bytes, sha256}."""
+    data = {"format": MANIFEST_FORMAT, "source": {"url": project_url}, "buckets": {
         m.bucket["id"]: {"settings": m.bucket, "dir": m.dir, "objects": m.objects, "missing": m.missing}
         for m in mirrors}}
     path = make_private_dir(Path(out_dir)) / MANIFEST_NAME

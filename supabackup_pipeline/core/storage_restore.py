@@ -32,15 +32,17 @@ Decisions:
   When the backup's own settings reject an object it holds (a limit tightened after the object
   was written), the limit is lifted while the bucket is restored and put back at the end (also
   when the restore fails half-way); the plan says so (`relax`).
-- Uploads are the official client's multipart upload with `upsert`, the file given by path, so
-  the bytes are streamed from disk (httpx sends an open file in 64 KiB chunks) whatever the size.
+- Uploads are raw bodies with `upsert`, the file given by path, so the bytes are streamed from
+  disk (httpx sends an open file in 64 KiB chunks) whatever the size; the content type, cache
+  control and user metadata go in headers (`content-type`, `cache-control`, `x-metadata`), which
+  storage-api stores as sent, so each comes back exactly as recorded.
   Before an upload the backup file's size and SHA-256 are checked against the manifest: a
   damaged backup is never restored. File locations come from the manifest's `path` (objects `a`
   and `a/b` are stored as `a~1` and `a/b`), never from the object's name.
-- The upload API takes cache control as a number of seconds (form field `cacheControl`, which the
-  server stores as "max-age=<n>"; an empty field gives "no-cache"). A recorded value of another
-  shape cannot be set through the upload API: it is restored as its max-age (or "no-cache") and
-  the plan has a warning.
+- User metadata too large for a header (over 4 KB as base64 JSON) goes with the official client's
+  multipart form instead, which takes cache control as a number of seconds (stored "max-age=<n>";
+  an empty field gives "no-cache"): for such an object a recorded value of another shape is
+  restored as its max-age (or "no-cache") and the plan has a warning.
 
 Idempotent and resumable: the plan is computed from the live project, so planning again after a
 crash gives only what is left. `apply_storage_restore` re-checks its plan against the live
@@ -70,6 +72,7 @@ from supabackup_pipeline.core.storage_api import (
     StorageApi,
     error_status,
     etag_md5,
+    fits_header,
     is_not_found,
     retrying,
 )
@@ -78,6 +81,7 @@ from supabackup_pipeline.core.storage_paths import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     check_bucket_name,
+    check_folder_name,
     check_object_name,
     inside,
 )
@@ -250,7 +254,7 @@ def _read_manifest(root: Path) -> dict:
 def _backup_file(root: Path, entry: dict, obj: dict) -> tuple[str, Path]:
     """(path relative to root, absolute path) of an object's file, from the manifest's `path`."""
     bucket_folder = entry["dir"]
-    check_bucket_name(bucket_folder)
+    check_folder_name(bucket_folder)
     check_object_name(entry["dir"], obj["path"])  # our own file, still checked: no .., no absolute paths
     rel = f"{bucket_folder}/{obj['path']}"
     return rel, inside(root, rel)
@@ -289,12 +293,20 @@ def _norm_setting(key: str, value: Any) -> Any:
     return value
 
 
-def _cache_field(value: str | None) -> tuple[str | None, str | None, bool]:
-    """(upload's `cache_control` seconds, the value the server will then store, exact?) for a recorded value.
+def _expected_cache(obj: dict) -> tuple[str | None, bool]:
+    """(the cache control the restored object gets, exact?): as recorded, sent in a header; through
+    the form (user metadata too large for a header) as `_cache_field` maps it. None: nothing
+    recorded, nothing compared."""
+    value = obj.get("cacheControl")
+    if value is None or fits_header(obj.get("user_metadata")):
+        return value, True
+    _, stored, exact = _cache_field(value)
+    return stored, exact
 
-    The upload sends it as the `cacheControl` form field; storage-api stores "max-age=<field>",
-    or "no-cache" when the field is empty. None: nothing recorded, nothing compared.
-    """
+
+def _cache_field(value: str | None) -> tuple[str | None, str | None, bool]:
+    """(the form upload's `cacheControl` seconds, the value the server will then store, exact?) for
+    a recorded value: storage-api stores "max-age=<field>", or "no-cache" when the field is empty."""
     if value is None:
         return None, None, True
     if value == "no-cache":
@@ -425,7 +437,7 @@ def _listed_metadata_differences(obj: dict, meta: dict) -> list[str]:
     details = []
     if obj.get("mimetype") is not None and meta.get("mimetype") != obj["mimetype"]:
         details.append(f"content type {meta.get('mimetype')!r} != backup {obj['mimetype']!r}")
-    _, cache_expected, _ = _cache_field(obj.get("cacheControl"))
+    cache_expected, _ = _expected_cache(obj)
     if cache_expected is not None and meta.get("cacheControl") != cache_expected:
         details.append(f"cache control {meta.get('cacheControl')!r} != backup {cache_expected!r}")
     return details
@@ -465,10 +477,11 @@ def _diff_objects(ctx: _PlanContext, bucket: str, entry: dict, live: list[dict] 
 
 
 def _warn_unrestorable_cache_control(warnings: list[str], bucket: str, obj: dict) -> None:
-    _, as_stored, exact = _cache_field(obj.get("cacheControl"))
+    as_stored, exact = _expected_cache(obj)
     if not exact:
         warnings.append(f"bucket {bucket!r} object {obj['name']!r}: cache control {obj['cacheControl']!r}"
-                        f" cannot be set through the upload API; restored as {as_stored!r}")
+                        " cannot be set by the form upload its large user metadata needs; restored as"
+                        f" {as_stored!r}")
 
 
 def _relax(settings: dict, uploads: list[ObjectChange], objects: dict[str, dict]) -> tuple[str, ...]:
@@ -817,10 +830,15 @@ def _upload_one(api: StorageApi, root: Path, bucket: str, entry: dict, obj: dict
     what = f"bucket {bucket!r} object {name!r}"
     path = _checked_backup_file(root, entry, obj, what)
     content_type = obj.get("mimetype") or "application/octet-stream"
-    cache, _, _ = _cache_field(obj.get("cacheControl"))
+    meta = obj.get("user_metadata")
     # a path, not bytes: the file is opened per attempt and streamed from disk
-    retrying(what, lambda: api.upload(bucket, name, path, content_type=content_type, cache_control=cache,
-                                      user_metadata=obj.get("user_metadata")), retry, log)
+    if fits_header(meta):
+        retrying(what, lambda: api.upload(bucket, name, path, content_type=content_type,
+                                          cache_control=obj.get("cacheControl"), user_metadata=meta), retry, log)
+    else:
+        seconds, _, _ = _cache_field(obj.get("cacheControl"))
+        retrying(what, lambda: api.upload_form(bucket, name, path, content_type=content_type, cache_seconds=seconds,
+                                               user_metadata=meta), retry, log)
 
 
 def _checked_backup_file(root: Path, entry: dict, obj: dict, what: str) -> Path:

@@ -126,13 +126,26 @@ class BackupStore:
         return target
 
     def manifest(self, backup_id: str) -> dict:
+        """The backup's manifest; one that cannot be read stands as an invalid backup's (with the
+        reason in `damaged`), so that listing, pruning and deleting still work around it."""
         path = self.published(backup_id) / MANIFEST
         if not path.is_file():
             raise BackupNotFound(f"unknown backup ID {backup_id}: no backup with that ID in {self.root}")
-        return json.loads(path.read_text())
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            return _damaged(backup_id, f"{path} is unreadable ({type(exc).__name__}: {exc})")
+        if not isinstance(manifest, dict):
+            return _damaged(backup_id, f"{path} is not a manifest (a JSON {type(manifest).__name__})")
+        return manifest
 
     def backup_ids(self) -> list[str]:
         """Published backups, oldest first (IDs sort by time)."""
         if not self.root.is_dir():
             return []
         return sorted(c.name for c in self.root.iterdir() if is_backup_id(c.name) and (c / MANIFEST).is_file())
+
+
+def _damaged(backup_id: str, reason: str) -> dict:
+    return {"backup_id": backup_id, "status": "invalid", "damaged": reason, "files": {}, "components": [],
+            "total_size": 0, "description": f"damaged: {reason}"}

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from supabackup_pipeline.core.catalog import TableDescription, TableRef, describe_table
 from supabackup_pipeline.core.copy_read import MARKER_SQL, read_chunks
+from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.files import BackgroundSync, HashingReader, HashingWriter, open_private, write_json
 from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, Column, codec_for, convert_batch, select_expressions
 from supabackup_pipeline.core.snapshot import CopySession, Snapshot
@@ -71,6 +72,13 @@ def arrow_schema(description: TableDescription) -> pa.Schema:
         fields.append(pa.field(column.name, codec.arrow_type, nullable=True, metadata=meta))
         if codec.overflow_sql:
             fields.append(pa.field(OVERFLOW_PREFIX + column.name, pa.string(), metadata={"overflow_of": column.name}))
+    names = [f.name for f in fields]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        raise SupabackupError(
+            f"table {description.ref.qualified} cannot be backed up: its column {name} has the name of the column"
+            f" in which supabackup keeps the exact text of column {name[len(OVERFLOW_PREFIX):]}'s values outside"
+            " Arrow's range; rename the column to back up this table"
+        )
     return pa.schema(fields, metadata={"supabackup_table": description.ref.qualified})
 
 

@@ -171,6 +171,9 @@ def verify_backup(root: Path, quick: bool = False) -> VerifyReport:
     except (OSError, ValueError) as exc:
         manifest = None
         check.problems.append(Problem(MANIFEST, f"missing or unreadable ({type(exc).__name__})"))
+    if manifest is not None and not isinstance(manifest, dict):
+        check.problems.append(Problem(MANIFEST, f"not a manifest (a JSON {type(manifest).__name__})"))
+        manifest = None
     if manifest is not None:
         _check_seal(root, manifest, check)
         files = manifest.get("files", {})

@@ -16,6 +16,7 @@ from pydantic import Field
 from supabackup_pipeline.settings import PARTITION_TAG, Tag
 from supabackup_pipeline.assets.keys import live_table_key
 from supabackup_pipeline.code_location import execute_location_run, failure_message, interrupted
+from supabackup_pipeline.core import in_use
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.db_restore import RestoreRefused
 from supabackup_pipeline.core.rollback import COMPONENTS, RollbackOptions, RollbackRefused, prevalidate, run_rollback
@@ -27,6 +28,7 @@ from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.jobs.backup import backup_job, backup_selection, take_backup
 from supabackup_pipeline.partitions import PROJECT_POOL, backup_partitions
 from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase, SupabaseStorage
+from supabackup_pipeline.resources.supabase import check_supabase_url
 
 
 
@@ -82,7 +84,7 @@ def build_verify_and_protect(definitions: Callable[[], dg.Definitions]) -> dg.Op
     @dg.op(description="Verify the backup (refuse a bad one), then back up the current state so the rollback can be undone."
            " Outside the project pool on purpose: the safety backup's own steps need that pool's slot.")
     def verify_and_protect(context: dg.OpExecutionContext, config: RollbackConfig, database: SupabaseDatabase,
-                           backups: BackupStorage) -> dict:
+                           storage: SupabaseStorage, backups: BackupStorage) -> dict:
         backup_id = validate_backup_id(context.partition_key)
         if not config.dry_run and config.confirm != backup_id:
             raise dg.Failure(description=f"a real rollback needs confirmation: set `confirm` to {backup_id!r} in the run config")
@@ -90,15 +92,24 @@ def build_verify_and_protect(definitions: Callable[[], dg.Definitions]) -> dg.Op
         options.check()
         store = backups.store()
         needs_db = bool({"database", "users"} & set(config.components))
+        unmarked = in_use.hold(store, backup_id, context.run_id)  # released by rollback_project, or with this run
+        if unmarked:
+            context.log.warning(unmarked)
         try:
-            prevalidate(store, backup_id, database.database_url() if needs_db else None, options, context.log.info)
+            prevalidate(store, backup_id, database.database_url() if needs_db else None, options, context.log.info,
+                        storage_url=check_supabase_url(storage.url) if "storage" in config.components else None)
         except Exception as exc:
+            in_use.release(store, backup_id, context.run_id)
             _record_failure(store, backup_id, context.run_id, config.dry_run, exc)
             raise
         prepared = {"config": config.model_dump(), "safety_backup_id": ""}
         if config.dry_run or not config.safety_backup:
             return prepared
-        safety_id = take_safety_backup(context, store, backup_id, config.components, definitions())
+        try:
+            safety_id = take_safety_backup(context, store, backup_id, config.components, definitions())
+        except BaseException:
+            in_use.release(store, backup_id, context.run_id)
+            raise
         context.log.info(f"safety backup {safety_id} taken: this rollback can itself be undone")
         return {**prepared, "safety_backup_id": safety_id}
 
@@ -138,6 +149,8 @@ def rollback_project(context: dg.OpExecutionContext, prepared: dict,
     except Exception as exc:
         _record_failure(store, backup_id, context.run_id, config.dry_run, exc)
         raise
+    finally:
+        in_use.release(store, backup_id, context.run_id)
     report["run_id"] = context.run_id
     unkept = record_rollback(store, report)
     if unkept:

@@ -34,6 +34,7 @@ def verify_backup_files(context: dg.OpExecutionContext, config: VerifyConfig, ba
         "files_checked": dg.MetadataValue.int(report.files_checked),
         "bytes_read": dg.MetadataValue.int(report.bytes_read),
         "problems": dg.MetadataValue.json({p.file: p.problem for p in report.problems}),
+        "report": dg.MetadataValue.json(report.to_json()),  # whole, for the CLI when the backup's folder could not keep it
     }
     context.log_event(dg.AssetObservation(asset_key=MANIFEST_KEY, partition=backup_id, metadata=metadata))
     if report.problems:

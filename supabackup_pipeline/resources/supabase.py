@@ -37,6 +37,8 @@ def check_supabase_url(value: str | None) -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError("SUPABASE_URL is malformed: expected https://<project-ref>.supabase.co")
+    if parsed.path.rstrip("/").endswith("/storage/v1"):
+        raise ConfigError("SUPABASE_URL is the project's URL, https://<project-ref>.supabase.co, without /storage/v1")
     return url.rstrip("/")
 
 

@@ -320,10 +320,17 @@ def test_exit_codes_per_command_and_errors_as_json(env):
         (["backup", "--components", "database,foo"], 2, "unknown component(s) foo"),
         (["rollback", backup_id, "--components", "database,foo", "--yes"], 2, "unknown component(s) foo"),
         (["rollback", backup_id], 2, "confirm with --yes"),
+        # an empty --tables (`--tables "$T"`, T unset) is not "every table"
+        (["rollback", backup_id, "--tables", "", "--yes"], 2, "--tables '' names no table"),
+        (["rollback", backup_id, "--tables", " , ", "--yes"], 2, "--tables ' , ' names no table"),
+        (["rollback", backup_id, "--components", "storage", "--tables", "public.t", "--yes"], 2,
+         "--tables needs the database component"),
         (["show", "20990101T000000Z"], 2, "unknown backup ID"),
         (["verify", "../x"], 2, "invalid backup ID"),
         (["delete", backup_id, "--yes"], 2, "only valid backup"),  # refused, and said on stderr
         (["list", "--bogus"], 2, "unrecognized arguments"),
+        (["prune", "--keep-last", "-1", "--dry-run"], 2, "--keep-last (or SUPABACKUP_KEEP_LAST) must be 0 or more, not -1"),
+        (["prune", "--keep-last", "0", "--keep-weekly", "0", "--dry-run"], 2, "a policy that keeps nothing"),
     ]
     for args, code, text in cases:
         done = cli(args, env)
@@ -333,6 +340,14 @@ def test_exit_codes_per_command_and_errors_as_json(env):
         assert as_json.returncode == code
         out = json.loads(as_json.stdout)
         assert out["exit_code"] == code and text in out["error"], (args, out)
+
+    a_file = Path(env["BACKUP_PATH"]).parent / "a-file"
+    a_file.write_text("not a folder")
+    for command in (["backup", "--components", "database"], ["refresh-tables"], ["list"]):
+        for path in (a_file, a_file / "backups"):
+            done = cli(command, {**env, "BACKUP_PATH": str(path)})
+            assert done.returncode == 2 and f"BACKUP_PATH {path} " in done.stderr, (command, path, done.stderr)
+            assert "Traceback" not in done.stderr and "Errno" not in done.stderr, done.stderr
 
     bare = {k: v for k, v in env.items() if k not in UNSET}
     done = cli(["backup"], {**bare, **{k: "" for k in UNSET}})
@@ -396,3 +411,51 @@ def test_the_database_plan_renders_schema_changes_when_present_and_without_them(
     text = "\n".join(render_database_plan({"tables": tables, "schema_changes": changes}))
     assert "Schema changes:" in text and "replace  view public.v  (definition differs)" in text
     assert "create   function public.f()" in text
+
+
+def test_ctrl_d_at_the_confirmation_is_no_confirmation(monkeypatch, capsys):
+    """End of input (Ctrl-D) at the prompt means "not confirmed", not `error: EOFError`."""
+    from supabackup_pipeline import cli as cli_module
+
+    def end_of_input(_prompt):
+        raise EOFError
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", end_of_input)
+    assert cli_module.confirm("Roll back?", "20260101T000000Z", yes=False) is False
+
+
+@pytest.mark.parametrize("damage", ['{"backup_id": "x", trunc', "[]"])
+def test_a_backup_whose_manifest_is_damaged_is_listed_verified_and_deleted_by_name(env, damage):
+    """One unreadable metadata.json broke `list`, `prune` and `delete` for every backup with a raw
+    JSONDecodeError; now that backup stands as invalid, with the reason, and the others are untouched."""
+    damaged = run_backup(components=["database"])["backup_id"]
+    other = run_backup(components=["database"])["backup_id"]
+    (Path(env["BACKUP_PATH"]) / damaged / "metadata.json").write_text(damage)
+
+    listed = cli(["list", "--json"], env)
+    assert listed.returncode == 0, listed.stderr
+    status = {b["backup_id"]: b["status"] for b in json.loads(listed.stdout)}
+    assert status == {damaged: "invalid", other: "valid"}
+    shown = cli(["show", damaged], env)
+    assert shown.returncode == 0 and "metadata.json" in shown.stdout and "Traceback" not in shown.stderr
+    verified = cli(["verify", damaged], env)
+    assert verified.returncode == 1 and "NOT VALID" in verified.stdout and "metadata.json" in verified.stdout
+    pruned = cli(["prune", "--dry-run"], env)
+    assert pruned.returncode == 0 and damaged in pruned.stdout, pruned.stdout + pruned.stderr
+    deleted = cli(["delete", damaged, "--yes"], env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert BackupStore(Path(env["BACKUP_PATH"])).backup_ids() == [other]
+
+
+def test_verify_on_a_read_only_backup_path_says_valid(env, small_disk):
+    """The verification's record cannot be written beside a backup on a read-only mount; the CLI
+    reads the result from the run instead of calling a valid backup FAILED."""
+    env = {**env, "BACKUP_PATH": str(small_disk / "backups")}
+    made = cli(["backup", "--components", "database", "--json"], env)
+    assert made.returncode == 0, made.stderr
+    backup_id = json.loads(made.stdout)["backup_id"]
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    done = cli(["verify", backup_id], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "VALID" in done.stdout and "FAILED" not in done.stdout

@@ -111,6 +111,24 @@ def test_one_psql_session_runs_many_copies_in_the_snapshot_and_reports_a_failed_
                 list(read_chunks(stream, TYPES))
 
 
+def test_a_value_full_of_row_signatures_is_walked_a_bounded_block_at_a_time(conn, monkeypatch):
+    """An upload that repeats the row signature makes each repeat a candidate row: a walk of every
+    candidate's fields at once took fields × candidates of memory (2 GB for 32 MB over 60 columns).
+    Past _WALK_CELLS they are walked a block at a time, and only real rows whole."""
+    from supabackup_pipeline.core import copy_read
+
+    blob = bytes.fromhex(SIGNATURE[2:]) * 50_000  # 700 KB, 50,000 candidates
+    conn.execute("INSERT INTO public.copy_read (id, b) VALUES (1, %s), (2, 'x'), (3, %s)", (blob, blob))
+    monkeypatch.setattr(copy_read, "_WALK_CELLS", 13 * 1000)
+    walked, walk = [], copy_read._walk
+    monkeypatch.setattr(copy_read, "_walk", lambda data, starts, n: walked.append(len(starts) * n) or walk(data, starts, n))
+
+    got = _decoded(_binary_copy(conn), 1 << 20)
+
+    assert [(row[0], row[2]) for row in got] == [(1, blob), (2, b"x"), (3, blob)]
+    assert max(walked) <= 13 * 1000
+
+
 class _Pipe:
     """A pipe that hands over `data` in the given piece sizes (read1 returns what is there)."""
 

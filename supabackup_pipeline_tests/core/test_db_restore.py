@@ -132,6 +132,27 @@ def test_post_validation_compares_the_copy_digest_or_else_every_value(db, projec
     assert result["tables"][0]["validated_by"] == ("copy_sha256" if digest == "recorded" else "fingerprint")
 
 
+def test_the_value_by_value_comparison_ignores_what_lies_under_a_null(db, project_db_url, schema, tmp_path):
+    """The fallback fingerprint compares values, not buffers: under a NULL uuid the backup's Parquet
+    holds zeros and the live table's decoded COPY holds whatever bytes were there."""
+    db.execute(f"""
+        CREATE TABLE {schema}.owners (id int PRIMARY KEY, owner uuid, label text, at timestamptz);
+        INSERT INTO {schema}.owners SELECT g, CASE WHEN g % 3 = 0 THEN NULL ELSE md5(g::text)::uuid END,
+               CASE WHEN g % 5 = 0 THEN NULL ELSE 'x' || g END, CASE WHEN g % 4 = 0 THEN NULL ELSE now() END
+        FROM generate_series(1, 500) g;
+    """)
+    at_backup = rows(db, f"{schema}.owners")
+    manifest = back_up(project_db_url, schema, tmp_path)
+    db.execute(f"DELETE FROM {schema}.owners WHERE id < 100")
+    restore = plan(project_db_url, tmp_path, manifest)
+    restore.tables[0].sidecar["copy_sha256"] = "0" * 64  # as if this server printed some type differently
+
+    result = apply_database_restore(project_db_url, restore, tmp_path, log=lambda _: None)
+
+    assert result["tables"][0]["validated_by"] == "fingerprint"
+    assert rows(db, f"{schema}.owners") == at_backup
+
+
 # How earlier dump formats read `_bulk_table`'s table; their copy_sha256 is the digest of this stream.
 EARLIER_FORMATS = {
     1: (  # CSV

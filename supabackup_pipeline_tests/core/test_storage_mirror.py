@@ -183,7 +183,7 @@ def test_second_mirror_links_unchanged_objects_and_downloads_nothing(storage, st
 def test_transient_503s_are_retried(storage, storage_api, new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     upload(storage, bucket, {"flaky.txt": b"eventually", "fine.txt": b"fine"})
-    storage_faults.fail_next("GET", rf"^/object/{bucket}/flaky\.txt$", status=503, times=2)
+    storage_faults.fail_next("GET", rf"^/object/authenticated/{bucket}/flaky\.txt$", status=503, times=2)
     storage_faults.fail_next("POST", rf"^/object/list-v2/{bucket}$", status=503, times=1)
     result = mirror(storage_api, bucket, tmp_path / "storage")
     assert (tmp_path / "storage" / bucket / "flaky.txt").read_bytes() == b"eventually"
@@ -194,7 +194,7 @@ def test_a_server_that_keeps_failing_fails_the_mirror_naming_the_object(storage,
                                                                         new_bucket, storage_faults, tmp_path):
     bucket = new_bucket()
     upload(storage, bucket, {"down.txt": b"x"})
-    storage_faults.fail_next("GET", rf"^/object/{bucket}/down\.txt$", status=503, times=10)
+    storage_faults.fail_next("GET", rf"^/object/authenticated/{bucket}/down\.txt$", status=503, times=10)
     with pytest.raises(sm.MirrorError, match=rf"{bucket}.*down\.txt"):
         mirror(storage_api, bucket, tmp_path / "storage")
 
@@ -212,9 +212,36 @@ def test_bytes_that_do_not_match_the_listing_fail_naming_the_object(storage, sto
                 o["metadata"] = {**o["metadata"], "eTag": f'"{hashlib.md5(b"other bytes").hexdigest()}"'}
         return objects
 
+    relisted = sm.listed_now
+
+    def lying_again(*args, **kwargs):  # the server keeps saying so when asked again
+        o = relisted(*args, **kwargs)
+        return {**o, "metadata": {**o["metadata"], "eTag": f'"{hashlib.md5(b"other bytes").hexdigest()}"'}}
+
     monkeypatch.setattr(sm, "list_objects", lying)
+    monkeypatch.setattr(sm, "listed_now", lying_again)
     with pytest.raises(sm.MirrorError, match=r"liar\.txt.*(MD5|eTag)"):
         mirror(storage_api, bucket, tmp_path / "storage")
+
+
+def test_an_object_replaced_after_the_listing_is_copied_as_it_is_now(storage, storage_api, new_bucket, monkeypatch,
+                                                                     tmp_path):
+    """A user re-uploads their avatar while the backup runs: its bytes no longer match the listing,
+    so it is listed again and copied as it is now (it failed the whole bucket before)."""
+    bucket = new_bucket()
+    upload(storage, bucket, {"avatar.png": b"old", "other.txt": b"other"})
+    listed = sm.list_objects
+
+    def then_replace(client, name, *args, **kwargs):
+        objects = listed(client, name, *args, **kwargs)
+        upload(storage, bucket, {"avatar.png": b"the new avatar"}, upsert="true")
+        return objects
+
+    monkeypatch.setattr(sm, "list_objects", then_replace)
+    result = mirror(storage_api, bucket, tmp_path / "storage")
+    assert files_under(tmp_path / "storage" / bucket) == {"avatar.png": b"the new avatar", "other.txt": b"other"}
+    entry = next(o for o in result.objects if o["name"] == "avatar.png")
+    assert entry["size"] == len(b"the new avatar") and entry["etag"] == f'"{hashlib.md5(b"the new avatar").hexdigest()}"'
 
 
 def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, storage_api,
@@ -229,7 +256,7 @@ def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, stor
         return objects
 
     monkeypatch.setattr(sm, "list_objects", then_delete)
-    storage_faults.fail_next("GET", rf"^/object/(info/)?{bucket}/ghost\.txt$", status=404, times=5)  # a bare 404
+    storage_faults.fail_next("GET", rf"^/object/(info/)?authenticated/{bucket}/ghost\.txt$", status=404, times=5)  # a bare 404
     result = mirror(storage_api, bucket, tmp_path / "storage")
     assert result.missing == ["ghost.txt", "gone.txt"]
     assert files_under(tmp_path / "storage" / bucket) == {"stays.txt": b"stays"}
@@ -239,10 +266,73 @@ def test_objects_deleted_after_the_listing_are_recorded_as_missing(storage, stor
     assert entries["gone.txt"]["missing"] is True and "sha256" not in entries["gone.txt"]
 
 
-@pytest.mark.parametrize("evil", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "a\\..\\evil.txt", "a//evil.txt",
-                                  "./evil.txt", "dir/", "nul\x00evil.txt", ".."])
-def test_malicious_names_are_refused_and_nothing_is_written(storage, storage_api,
-                                                            new_bucket, storage_faults, tmp_path, evil):
+def test_keys_s3_tools_make_are_kept_inside_the_bucket_folder_and_restored(storage, storage_api, stack_env,
+                                                                         new_bucket, tmp_path):
+    """Storage keeps any key: a `photos/` folder marker (S3 tools make them), doubled, leading and
+    `.`/`..` segments. Each is backed up to a path of its own inside the bucket's folder (one of
+    them failed the whole bucket before) and restored under its exact name."""
+    import httpx
+
+    from supabackup_pipeline.core import storage_restore as sr
+
+    bucket = new_bucket()
+    keys = {"photos/": b"", "photos/cat.png": b"cat", "a//b.txt": b"ab", "/lead.txt": b"lead", "x/./y.txt": b"dot",
+            "x/../y.txt": b"dotdot", "..": b"up", "../evil.txt": b"evil"}
+    key = stack_env["SUPABASE_SERVICE_ROLE_KEY"]
+    with httpx.Client(base_url=stack_env["SUPABASE_URL"] + "/storage/v1",
+                      headers={"apikey": key, "Authorization": f"Bearer {key}"}) as http:
+        for name, data in keys.items():
+            http.post(StorageApi.path("object", bucket, name=name), content=data,
+                      headers={"content-type": "text/plain"}).raise_for_status()
+    out = tmp_path / "backup" / "storage"
+
+    result = mirror(storage_api, bucket, out)
+
+    paths = {o["name"]: o["path"] for o in result.objects}
+    assert paths == {"photos/": "photos/~empty", "photos/cat.png": "photos/cat.png", "a//b.txt": "a/~empty/b.txt",
+                     "/lead.txt": "~empty/lead.txt", "x/./y.txt": "x/~dot/y.txt", "x/../y.txt": "x/~dotdot/y.txt",
+                     "..": "~dotdot~1", "../evil.txt": "~dotdot/evil.txt"}
+    assert files_under(out / bucket) == {paths[name]: data for name, data in keys.items()}
+    assert [p for p in tmp_path.rglob("*") if not p.is_relative_to(out)] == [tmp_path / "backup"]
+
+    storage_api.remove(bucket, list(keys))
+    restore = sr.plan_storage_restore(storage_api, out, [bucket], log=lambda _: None)
+    sr.apply_storage_restore(storage_api, restore, out, log=lambda _: None)
+    downloaded = {}
+    for name in keys:
+        chunks: list[bytes] = []
+        storage_api.download(bucket, name, chunks.append)
+        downloaded[name] = b"".join(chunks)
+    assert downloaded == keys
+    assert sorted(o["name"] for o in sm.list_objects(storage_api, bucket, FAST, lambda _: None)) == sorted(keys)
+
+
+@pytest.mark.parametrize("name", ["public", "authenticated", "info"])
+def test_buckets_named_like_the_apis_own_routes_are_backed_up_and_restored_whole(storage, storage_api, new_bucket,
+                                                                                 tmp_path, name):
+    """`GET /object/public/avatars/u1.png` is the public route of bucket `avatars`, not bucket
+    `public`'s object (the real server routes it so too): objects in folders of such a bucket were
+    recorded as deleted since the listing, and the backup still said valid. Downloads and info go
+    through the `authenticated` routes, which name the bucket unambiguously."""
+    from supabackup_pipeline.core import storage_restore as sr
+
+    bucket = new_bucket(name)
+    objects = {"avatars/u1.png": b"u1", "top.txt": b"top"}
+    upload(storage, bucket, objects, **{"x-upsert": "true"})
+    out = tmp_path / "storage"
+    result = mirror(storage_api, bucket, out)
+    assert result.missing == [] and files_under(out / bucket) == objects
+
+    storage_api.remove(bucket, list(objects))
+    sr.apply_storage_restore(storage_api, sr.plan_storage_restore(storage_api, out, [bucket], log=lambda _: None), out,
+                             log=lambda _: None)
+    assert sr.validate_storage(storage_api, out, [bucket]) == []
+    assert {o["name"] for o in sm.list_objects(storage_api, bucket, FAST, lambda _: None)} == set(objects)
+
+
+@pytest.mark.parametrize("evil", ["a\\..\\evil.txt", "nul\x00evil.txt"])
+def test_names_storage_itself_refuses_are_refused_and_nothing_is_written(storage, storage_api,
+                                                                         new_bucket, storage_faults, tmp_path, evil):
     bucket = new_bucket()
     upload(storage, bucket, {"innocent.txt": b"innocent"})
     storage_faults.inject_listing(bucket, [evil])
@@ -254,11 +344,12 @@ def test_malicious_names_are_refused_and_nothing_is_written(storage, storage_api
     assert [p for p in tmp_path.rglob("*")] == []  # not even the bucket folder
 
 
-def test_unsafe_bucket_names_are_refused():
-    for bad in ["", ".", "..", "a/b", "a\\b", "nul\x00"]:
+def test_unsafe_bucket_names_are_refused_and_dot_names_get_a_folder_of_their_own():
+    for bad in ["", "a/b", "a\\b", "nul\x00"]:
         with pytest.raises(UnsafeName):
             sm.bucket_dir(bad)
     assert sm.bucket_dir("manifest.json") == "manifest.json~bucket"  # our own manifest's name
+    assert sm.bucket_dir(".") == ".~bucket" and sm.bucket_dir("..") == "..~bucket"
     assert sm.bucket_dir("my bucket (1)") == "my bucket (1)"
 
 
@@ -274,8 +365,9 @@ def test_file_and_folder_of_the_same_name_are_both_kept(storage, storage_api, ne
 
 
 def test_path_plan_escapes_without_collisions_and_shortens_long_segments():
-    plan = sm.plan_paths("b", ["a", "a/b", "a~1", "Case/A", "case/b", "l" * 300 + "/f"])
+    plan = sm.plan_paths("b", ["a", "a/b", "a~1", "Case/A", "case/b", "l" * 300 + "/f", "x//y", "x/~empty/y"])
     assert plan["a"] == "a~2" and plan["a~1"] == "a~1" and plan["a/b"] == "a/b"
+    assert plan["x//y"] == "x/~empty/y" and plan["x/~empty/y"] == "x/~empty/y~1"  # one path, two names
     assert plan["Case/A"] == "Case/A" and plan["case/b"] == "case/b"
     long = plan["l" * 300 + "/f"].split("/")[0]
     assert len(long.encode()) <= 255 and long.startswith("l" * 200 + "~")

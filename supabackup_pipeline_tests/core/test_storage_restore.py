@@ -108,7 +108,7 @@ def test_damaged_project_is_planned_restored_validated_and_a_rerun_does_nothing(
         "a/b": (b"file a/b", "text/plain", "3600", None),
     }
     b_objects = {"img.png": (os.urandom(500), "image/png", "3600", None),
-                 "notes.txt": (b"notes", "text/plain;charset=UTF-8", "30", {"x": "y"})}
+                 "notes.txt": (b"notes", "text/plain", "30", {"x": "y"})}
     c_objects = {"c.txt": (os.urandom(2000), "text/plain", "3600", None),
                  "c.bin": (b"c", "application/octet-stream", "3600", None)}
     d_objects = {"legacy.bin": (os.urandom(3000), "application/octet-stream", "3600", None)}
@@ -368,19 +368,45 @@ def test_only_the_named_buckets_and_extra_buckets_only_when_asked(storage, stora
     assert validate(storage_api, root) == []
 
 
-def test_an_unrestorable_cache_control_is_warned_about_and_the_plan_is_stable(storage, storage_api,
-                                                                              new_bucket, tmp_path):
+def _recorded(root, bucket: str, **fields) -> None:
+    """As if the backup had recorded these values for its one object."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["buckets"][bucket]["objects"][0].update(fields)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_any_cache_control_and_content_type_parameters_come_back_exactly(storage, storage_api, new_bucket, tmp_path):
+    """Values an S3 tool or a raw upload set (`public, max-age=30, immutable`, a charset): a form
+    upload would store "max-age=30" and drop the charset; the raw upload sends them as headers,
+    which storage-api stores as sent."""
     bucket = new_bucket()
     put(storage, bucket, "c.txt", b"c", "text/plain", "60")
     root = backup(storage_api, [bucket], tmp_path / "storage")
-    manifest = json.loads((root / "manifest.json").read_text())
-    manifest["buckets"][bucket]["objects"][0]["cacheControl"] = "public, max-age=30"
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    _recorded(root, bucket, cacheControl="public, max-age=30, immutable", mimetype="text/plain;charset=UTF-8",
+              user_metadata={"owner": "ünï", "tags": ["a", "b"]})
+
+    p = plan(storage_api, root)
+    assert triples(p.uploads) == {(bucket, "c.txt", "metadata")} and p.warnings == []
+    apply(storage_api, p, root)
+    meta = sm.list_objects(storage_api, bucket, log=quiet)[0]["metadata"]
+    assert (meta["cacheControl"], meta["mimetype"]) == ("public, max-age=30, immutable", "text/plain;charset=UTF-8")
+    assert storage_api.info(bucket, "c.txt")["metadata"] == {"owner": "ünï", "tags": ["a", "b"]}
+    assert validate(storage_api, root) == [] and plan(storage_api, root).empty
+
+
+def test_user_metadata_too_large_for_a_header_goes_as_a_form_and_its_cache_control_is_warned_about(
+        storage, storage_api, new_bucket, tmp_path):
+    bucket = new_bucket()
+    put(storage, bucket, "c.txt", b"c", "text/plain", "60")
+    root = backup(storage_api, [bucket], tmp_path / "storage")
+    large = {"notes": "x" * 5000}
+    _recorded(root, bucket, cacheControl="public, max-age=30", user_metadata=large)
 
     p = plan(storage_api, root)
     assert triples(p.uploads) == {(bucket, "c.txt", "metadata")} and "public, max-age=30" in p.warnings[0]
     apply(storage_api, p, root)
     assert sm.list_objects(storage_api, bucket, log=quiet)[0]["metadata"]["cacheControl"] == "max-age=30"
+    assert storage_api.info(bucket, "c.txt")["metadata"] == large
     assert plan(storage_api, root).empty
 
 

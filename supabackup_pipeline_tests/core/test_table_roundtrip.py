@@ -521,3 +521,38 @@ def test_infinite_dates_and_times_load_as_binary_and_come_back_exactly(project_d
     dump_and_reload(project_db_url, db, tmp_path, "forever")
     assert rows_as_text(db, "forever_copy") == rows_as_text(db, "forever")
     assert copy_format.used == [copy_format.name]
+
+
+def test_array_columns_whose_batch_holds_no_element_load_exactly(project_db_url, db, tmp_path, copy_format,
+                                                                 monkeypatch):
+    """`tags int[] DEFAULT '{}'` never filled: a load batch of only empty arrays and NULLs (here the
+    first of three, then one with elements) has no element to encode, and loads as any other."""
+    monkeypatch.setattr(table_load, "MAX_BATCH_ROWS", 40)
+    db.execute("""
+        CREATE TABLE public.tagged (id int PRIMARY KEY, i int[], b bigint[], f float8[], ok bool[], t text[],
+                                    v varchar[], s smallint[], r real[]);
+        INSERT INTO public.tagged
+        SELECT g, c.i, c.i::bigint[], c.i::float8[], CASE WHEN g > 80 THEN '{t,NULL}'::bool[] ELSE c.e::bool[] END,
+               c.i::text[], c.i::varchar[], c.i::smallint[], c.i::real[]
+        FROM generate_series(1, 100) g
+        CROSS JOIN LATERAL (SELECT CASE WHEN g > 80 THEN ARRAY[g, NULL] WHEN g % 2 = 0 THEN '{}'::int[] END AS i,
+                                   CASE WHEN g % 2 = 0 THEN '{}' END AS e) c
+    """)
+    dump_and_reload(project_db_url, db, tmp_path, "tagged")
+    assert rows_as_text(db, "tagged_copy") == rows_as_text(db, "tagged")
+    assert copy_format.used == [copy_format.name]
+
+
+def test_a_column_named_like_an_overflow_column_is_refused_before_any_wrong_value(project_db_url, db, tmp_path):
+    """The dump keeps the exact text of values outside Arrow's range in a column `__pgtext__<name>`;
+    a user column of that name would have been read as it (values silently replaced on restore), so
+    the table is refused by name and nothing is written for it."""
+    from supabackup_pipeline.core.errors import SupabackupError
+
+    db.execute('CREATE TABLE public.clash (id int, d date, "__pgtext__d" text);'
+               " INSERT INTO public.clash VALUES (1, '2026-01-01', 'hello')")
+    with pytest.raises(SupabackupError, match="table public.clash cannot be backed up: its column __pgtext__d has the"
+                       " name of the column in which supabackup keeps the exact text of column d's values"):
+        with open_snapshot(project_db_url) as snap, snap.worker() as conn:
+            dump_table(snap, conn, TableRef("public", "clash"), tmp_path)
+    assert not list(tmp_path.glob("public.clash.*"))

@@ -220,18 +220,32 @@ def test_multipart_upload_fills_metadata_like_the_real_server(storage, bucket, s
 def test_raw_body_upload_uses_headers(http, bucket, stack_env):
     x_metadata = base64.b64encode(json.dumps({"from": "raw"}).encode()).decode()
     response = http.post(url(bucket, "raw.json"), content=b'{"a": 1}', headers={
-        "content-type": "application/json", "cache-control": "120", "x-metadata": x_metadata})
+        "content-type": "application/json; charset=utf-8", "cache-control": "public, max-age=120, immutable",
+        "x-metadata": x_metadata})
     assert response.status_code == 200
     body = response.json()
     assert body["Key"] == f"{bucket}/raw.json"
     row = object_row(stack_env, bucket, "raw.json")
     assert str(row["id"]) == body["Id"]
-    assert (row["metadata"]["mimetype"], row["metadata"]["cacheControl"]) == ("application/json", "max-age=120")
+    # storage-api's Uploader keeps a raw body's headers as sent
+    assert (row["metadata"]["mimetype"], row["metadata"]["cacheControl"]) == (
+        "application/json; charset=utf-8", "public, max-age=120, immutable")
     assert row["user_metadata"] == {"from": "raw"}
 
     no_cache = http.post(url(bucket, "raw2.bin"), content=b"x", headers={"content-type": "application/octet-stream"})
     assert no_cache.status_code == 200
     assert object_row(stack_env, bucket, "raw2.bin")["metadata"]["cacheControl"] == "no-cache"
+
+
+def test_multipart_content_type_is_the_parts_type_or_the_content_type_field(http, bucket, stack_env):
+    """busboy gives the part's type/subtype without parameters; a `contentType` field wins as sent."""
+    http.post(url(bucket, "part.txt"), files={"file": ("part.txt", b"x", "text/plain;charset=UTF-8")},
+              data={"cacheControl": "60"}).raise_for_status()
+    http.post(url(bucket, "field.txt"), files={"file": ("field.txt", b"x", "text/plain")},
+              data={"contentType": "text/plain;charset=UTF-8"}).raise_for_status()
+    assert (object_row(stack_env, bucket, "part.txt")["metadata"]["mimetype"],
+            object_row(stack_env, bucket, "part.txt")["metadata"]["cacheControl"]) == ("text/plain", "max-age=60")
+    assert object_row(stack_env, bucket, "field.txt")["metadata"]["mimetype"] == "text/plain;charset=UTF-8"
 
 
 def test_upsert_replaces_with_a_new_version(storage, bucket, stack_env):

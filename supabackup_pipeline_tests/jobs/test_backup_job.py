@@ -246,6 +246,22 @@ def test_cli_unreachable_database_fails_cleanly(env):
     assert BackupStore(Path(env["BACKUP_PATH"])).backup_ids() == []
 
 
+def test_cli_unreachable_or_misspelled_storage_url_is_named(env):
+    """Storage that does not answer is named as SUPABASE_URL's (not `httpx.ConnectError`); a URL
+    with the API's own path in it is a configuration error before anything starts."""
+    from supabackup_pipeline.dev.postgres_cluster import free_port
+
+    done = _cli(["backup", "--components", "storage", "--json"], {**env, "SUPABASE_URL": f"http://127.0.0.1:{free_port()}"})
+    assert done.returncode == 1
+    error = json.loads(done.stdout)["error"]
+    assert "the Storage API (SUPABASE_URL) could not be reached after" in error and "ConnectError" in error, error
+    assert BackupStore(Path(env["BACKUP_PATH"])).backup_ids() == []
+
+    done = _cli(["backup", "--components", "storage"], {**env, "SUPABASE_URL": env["SUPABASE_URL"] + "/storage/v1/"})
+    assert done.returncode == 2
+    assert "SUPABASE_URL is the project's URL, https://<project-ref>.supabase.co, without /storage/v1" in done.stderr
+
+
 def test_cli_refresh_tables_caches_a_new_table_for_the_asset_list(env, seeded, monkeypatch):
     import psycopg
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -339,3 +340,64 @@ def test_storage_503s_during_a_rollback_are_retried_and_a_lasting_outage_is_fini
     report = rollback(backup["backup_id"], {"safety_backup": False})
     assert report["status"] == "restored", report
     assert state_without_later_table() == at_backup
+
+
+def test_the_backup_a_rollback_reads_is_neither_deleted_nor_pruned_until_it_ends(project, monkeypatch):
+    """The rollback's own safety backup sets off the retention policy, which a newer backup could
+    make forget the one being restored; `delete` could be run meanwhile too. Either would leave the
+    database restored and the storage restore without files. Both are refused while it runs."""
+    from supabackup_pipeline.core.in_use import in_use
+    from supabackup_pipeline.core.retention import RetentionPolicy, delete_backup_files, plan_retention
+    from supabackup_pipeline.core.store import BackupStore
+    from supabackup_pipeline.jobs import rollback as rollback_jobs
+
+    older = run_backup(description="the one to go back to")["backup_id"]
+    run_backup(description="a newer one")
+    store = BackupStore(Path(os.environ["BACKUP_PATH"]))
+    seen = {}
+    take = rollback_jobs.take_safety_backup
+
+    def safety_backup_then_cleanup(*args, **kwargs):
+        safety_id = take(*args, **kwargs)
+        kept, forget = plan_retention(store, RetentionPolicy(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthly=0))
+        seen["prune"] = (kept.get(older), forget.get(older))
+        try:
+            delete_backup_files(store, older, force=True)
+        except Exception as exc:
+            seen["delete"] = str(exc)
+        return safety_id
+
+    monkeypatch.setattr(rollback_jobs, "take_safety_backup", safety_backup_then_cleanup)
+    damage_everything(project)
+    report = rollback(older, {})
+
+    assert report["status"] == "restored", report
+    assert seen["prune"] == (["read by a running rollback"], None)
+    assert seen["delete"] == (f"{older} is being restored by a running rollback: it is not deleted (not even with"
+                              " --force); delete it after the rollback ends")
+    assert store.exists(older) and not in_use(store, older)
+    kept, forget = plan_retention(store, RetentionPolicy(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthly=0))
+    assert older in forget  # once the rollback is over, the policy applies again
+
+
+def test_a_storage_rollback_against_another_projects_url_is_refused_and_deletes_nothing(project, backup_env):
+    """SUPABASE_URL of another project (staging's, with production's backups) would have the rollback
+    empty that project's buckets of the same names: it is refused, unless --allow-other-project."""
+    backup = run_backup(components=["storage"])
+    assert backup["status"] == "valid"
+    docs = project["buckets"][0]
+    project["storage"].from_(docs).upload("only-live.txt", b"not in the backup", {"content-type": "text/plain"})
+    before = project_state(project["db"], project["buckets"], project["storage"])
+    elsewhere = backup_env["SUPABASE_URL"].replace("127.0.0.1", "localhost")  # another URL: another project, for all we know
+
+    done = _cli(["rollback", backup["backup_id"], "--yes", "--components", "storage", "--no-safety-backup"],
+                {"SUPABASE_URL": elsewhere})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (f"Storage was taken from {backup_env['SUPABASE_URL']}, and SUPABASE_URL is {elsewhere}: restoring it would"
+            " delete that project's objects") in done.stdout + done.stderr
+    assert project_state(project["db"], project["buckets"], project["storage"]) == before
+
+    done = _cli(["rollback", backup["backup_id"], "--yes", "--components", "storage", "--no-safety-backup",
+                 "--allow-other-project"], {"SUPABASE_URL": elsewhere})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "only-live.txt" not in {o["name"] for o in project["storage"].from_(docs).list("")}

@@ -43,11 +43,15 @@ def update(ctx: Ctx, call: Call) -> JSONResponse:
     return _write(ctx, call, "update")
 
 
-def _upload_parts(call: Call) -> tuple[Any, str, str | None, Any]:
-    """(bytes or file, mime type, cache-control seconds, user metadata) of a multipart or raw upload.
+def _upload_parts(call: Call) -> tuple[Any, str, str, Any]:
+    """(bytes or file, mime type, cache control as stored, user metadata) of an upload, as
+    storage-api's Uploader reads them.
 
-    Multipart (what storage3 sends): the file part, form fields `cacheControl` and `metadata`
-    (JSON). Raw body: `content-type`, `cache-control` and `x-metadata` (base64 JSON) headers.
+    Multipart (what storage3 sends): the file part; form fields `cacheControl` (seconds: stored as
+    "max-age=<field>", "no-cache" without one), `contentType` (else the part's type/subtype, its
+    parameters dropped, as busboy parses it) and `metadata` or `userMetadata` (JSON). Raw body: the
+    `content-type` header as sent, `cache-control` stored as sent ("no-cache" without one), and
+    `x-metadata` (base64 JSON).
     """
     try:
         if call.form is not None:
@@ -56,12 +60,14 @@ def _upload_parts(call: Call) -> tuple[Any, str, str | None, Any]:
                 part = next((v for v in call.form.values() if isinstance(v, UploadFile)), None)
             if part is None:
                 raise errors.bad_request("No file in the multipart body")
-            user_meta = call.form.get("metadata")
-            return (part.file, part.content_type or "application/octet-stream", call.form.get("cacheControl"),
+            user_meta = call.form.get("metadata") or call.form.get("userMetadata")
+            seconds = call.form.get("cacheControl")
+            mime = call.form.get("contentType") or (part.content_type or "").split(";")[0].strip()
+            return (part.file, mime or "application/octet-stream", f"max-age={seconds}" if seconds else "no-cache",
                     json.loads(user_meta) if isinstance(user_meta, str) and user_meta else None)
         x_metadata = call.headers.get("x-metadata")
         return (call.body, call.headers.get("content-type") or "application/octet-stream",
-                call.headers.get("cache-control"),
+                call.headers.get("cache-control") or "no-cache",
                 json.loads(base64.b64decode(x_metadata)) if x_metadata else None)
     except ValueError as exc:
         raise errors.StorageError(400, "InvalidRequest", f"Invalid metadata: {exc}") from None
@@ -74,13 +80,13 @@ def _write(ctx: Ctx, call: Call, mode: str) -> JSONResponse:
                               (bucket_id,)).fetchone()
     if bucket is None:
         raise errors.bucket_not_found()
-    source, mime, cache_seconds, user_meta = _upload_parts(call)
+    source, mime, cache_control, user_meta = _upload_parts(call)
     check_mime_type(mime, bucket["allowed_mime_types"])
     incoming = ctx.blobs.receive(source)
     try:
         if bucket["file_size_limit"] is not None and incoming.size > bucket["file_size_limit"]:
             raise errors.too_large()
-        object_id, old_version = _store_row(ctx, call, bucket_id, name, incoming, mime, cache_seconds, user_meta, mode)
+        object_id, old_version = _store_row(ctx, call, bucket_id, name, incoming, mime, cache_control, user_meta, mode)
     finally:
         ctx.blobs.drop_incoming(incoming)  # a no-op once placed
     if old_version is not None:
@@ -88,24 +94,24 @@ def _write(ctx: Ctx, call: Call, mode: str) -> JSONResponse:
     return JSONResponse({"Id": str(object_id), "Key": f"{bucket_id}/{name}"})
 
 
-def _system_metadata(incoming: Incoming, mime: str, cache_seconds: str | None) -> dict[str, Any]:
-    """The `metadata` column, as storage-api fills it after a write ("max-age=" + the raw value)."""
+def _system_metadata(incoming: Incoming, mime: str, cache_control: str) -> dict[str, Any]:
+    """The `metadata` column, as storage-api fills it after a write."""
     return {
         "eTag": f'"{incoming.md5}"',
         "size": incoming.size,
         "mimetype": mime,
-        "cacheControl": f"max-age={cache_seconds}" if cache_seconds else "no-cache",
+        "cacheControl": cache_control,
         "lastModified": iso(datetime.now(timezone.utc)),
         "contentLength": incoming.size,
         "httpStatusCode": 200,
     }
 
 
-def _store_row(ctx, call, bucket_id, name, incoming, mime, cache_seconds, user_meta, mode):
+def _store_row(ctx, call, bucket_id, name, incoming, mime, cache_control, user_meta, mode):
     """Insert or replace the row and place the new bytes, in one transaction. Returns (id, old version)."""
     version = str(uuid.uuid4())
     values = {"bucket": bucket_id, "name": name, "version": version, "owner": call.claims.get("sub"),
-              "metadata": Jsonb(_system_metadata(incoming, mime, cache_seconds)),
+              "metadata": Jsonb(_system_metadata(incoming, mime, cache_control)),
               "user_metadata": _jsonb(user_meta)}
     try:
         with ctx.pool.transaction() as conn:
