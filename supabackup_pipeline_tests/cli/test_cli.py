@@ -320,17 +320,10 @@ def test_exit_codes_per_command_and_errors_as_json(env):
         (["backup", "--components", "database,foo"], 2, "unknown component(s) foo"),
         (["rollback", backup_id, "--components", "database,foo", "--yes"], 2, "unknown component(s) foo"),
         (["rollback", backup_id], 2, "confirm with --yes"),
-        # an empty --tables (`--tables "$T"`, T unset) is not "every table"
-        (["rollback", backup_id, "--tables", "", "--yes"], 2, "--tables '' names no table"),
-        (["rollback", backup_id, "--tables", " , ", "--yes"], 2, "--tables ' , ' names no table"),
-        (["rollback", backup_id, "--components", "storage", "--tables", "public.t", "--yes"], 2,
-         "--tables needs the database component"),
         (["show", "20990101T000000Z"], 2, "unknown backup ID"),
         (["verify", "../x"], 2, "invalid backup ID"),
         (["delete", backup_id, "--yes"], 2, "only valid backup"),  # refused, and said on stderr
         (["list", "--bogus"], 2, "unrecognized arguments"),
-        (["prune", "--keep-last", "-1", "--dry-run"], 2, "--keep-last (or SUPABACKUP_KEEP_LAST) must be 0 or more, not -1"),
-        (["prune", "--keep-last", "0", "--keep-weekly", "0", "--dry-run"], 2, "a policy that keeps nothing"),
     ]
     for args, code, text in cases:
         done = cli(args, env)
@@ -340,14 +333,6 @@ def test_exit_codes_per_command_and_errors_as_json(env):
         assert as_json.returncode == code
         out = json.loads(as_json.stdout)
         assert out["exit_code"] == code and text in out["error"], (args, out)
-
-    a_file = Path(env["BACKUP_PATH"]).parent / "a-file"
-    a_file.write_text("not a folder")
-    for command in (["backup", "--components", "database"], ["refresh-tables"], ["list"]):
-        for path in (a_file, a_file / "backups"):
-            done = cli(command, {**env, "BACKUP_PATH": str(path)})
-            assert done.returncode == 2 and f"BACKUP_PATH {path} " in done.stderr, (command, path, done.stderr)
-            assert "Traceback" not in done.stderr and "Errno" not in done.stderr, done.stderr
 
     bare = {k: v for k, v in env.items() if k not in UNSET}
     done = cli(["backup"], {**bare, **{k: "" for k in UNSET}})
@@ -425,18 +410,17 @@ def test_ctrl_d_at_the_confirmation_is_no_confirmation(monkeypatch, capsys):
     assert cli_module.confirm("Roll back?", "20260101T000000Z", yes=False) is False
 
 
-@pytest.mark.parametrize("damage", ['{"backup_id": "x", trunc', "[]"])
-def test_a_backup_whose_manifest_is_damaged_is_listed_verified_and_deleted_by_name(env, damage):
+def test_a_backup_whose_manifest_is_damaged_is_listed_verified_and_deleted_by_name(env):
     """One unreadable metadata.json broke `list`, `prune` and `delete` for every backup with a raw
     JSONDecodeError; now that backup stands as invalid, with the reason, and the others are untouched."""
     damaged = run_backup(components=["database"])["backup_id"]
     other = run_backup(components=["database"])["backup_id"]
-    (Path(env["BACKUP_PATH"]) / damaged / "metadata.json").write_text(damage)
-
-    listed = cli(["list", "--json"], env)
-    assert listed.returncode == 0, listed.stderr
-    status = {b["backup_id"]: b["status"] for b in json.loads(listed.stdout)}
-    assert status == {damaged: "invalid", other: "valid"}
+    for damage in ("[]", '{"backup_id": "x", trunc'):  # not an object, then not JSON
+        (Path(env["BACKUP_PATH"]) / damaged / "metadata.json").write_text(damage)
+        listed = cli(["list", "--json"], env)
+        assert listed.returncode == 0, listed.stderr
+        status = {b["backup_id"]: b["status"] for b in json.loads(listed.stdout)}
+        assert status == {damaged: "invalid", other: "valid"}
     shown = cli(["show", damaged], env)
     assert shown.returncode == 0 and "metadata.json" in shown.stdout and "Traceback" not in shown.stderr
     verified = cli(["verify", damaged], env)
@@ -459,3 +443,29 @@ def test_verify_on_a_read_only_backup_path_says_valid(env, small_disk):
     done = cli(["verify", backup_id], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "VALID" in done.stdout and "FAILED" not in done.stdout
+
+
+def test_inputs_that_name_nothing_or_cannot_be_are_usage_errors(env):
+    """Exit 2, one line naming the input, nothing started: an empty --tables (`--tables "$T"` with T
+    unset is not "every table"), --tables without the database, a policy that keeps nothing or a
+    negative count, and a BACKUP_PATH under a file (backup and refresh-tables would create it)."""
+    backup_id = run_backup(components=["database"])["backup_id"]
+    a_file = Path(env["BACKUP_PATH"]).parent / "a-file"
+    a_file.write_text("not a folder")
+    cases = [
+        (["rollback", backup_id, "--tables", "", "--yes"], {}, "--tables '' names no table"),
+        (["rollback", backup_id, "--tables", " , ", "--yes"], {}, "--tables ' , ' names no table"),
+        (["rollback", backup_id, "--components", "storage", "--tables", "public.t", "--yes"], {},
+         "--tables needs the database component"),
+        (["prune", "--keep-last", "-1", "--dry-run"], {}, "--keep-last (or SUPABACKUP_KEEP_LAST) must be 0 or more, not -1"),
+        (["prune", "--keep-last", "0", "--keep-weekly", "0", "--dry-run"], {}, "a policy that keeps nothing"),
+        (["backup", "--components", "database"], {"BACKUP_PATH": str(a_file / "backups")},
+         f"BACKUP_PATH {a_file / 'backups'} cannot be a folder: {a_file} is a file"),
+        (["refresh-tables"], {"BACKUP_PATH": str(a_file)}, f"BACKUP_PATH {a_file} cannot be a folder"),
+        (["list"], {"BACKUP_PATH": str(a_file)}, f"BACKUP_PATH {a_file} does not exist (or is not a folder)"),
+    ]
+    for args, changed, text in cases:
+        done = cli(args, {**env, **changed})
+        assert done.returncode == 2 and text in done.stderr, (args, done.stdout, done.stderr)
+        assert len(error_lines(done.stderr)) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert BackupStore(Path(env["BACKUP_PATH"])).backup_ids() == [backup_id]
