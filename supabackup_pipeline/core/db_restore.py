@@ -61,9 +61,11 @@ class Drift:
     column: str | None = None
     live_type: str | None = None
     backed_type: str | None = None
+    kept: bool = False  # a table of Supabase's own (auth.users, ...): its services' changes stay
 
     def __str__(self) -> str:
-        return _DRIFT_TEXT[self.change].format(c=self.column, live=self.live_type, backed=self.backed_type)
+        text = _KEPT_TEXT if self.kept and self.change in _KEPT_TEXT else _DRIFT_TEXT
+        return text[self.change].format(c=self.column, live=self.live_type, backed=self.backed_type)
 
 
 _DRIFT_TEXT = {
@@ -72,6 +74,13 @@ _DRIFT_TEXT = {
     "column_dropped": "column {c} dropped since the backup: will be re-added",
     "generation_changed": "column {c} generated differently since the backup: will be re-created",
     "retyped": "column {c} retyped {live} -> {backed}: will revert",
+}
+# Supabase's services own their tables' columns (a GoTrue upgrade adds columns to auth.users):
+# rows are restored into the table as it is now, never the table back to the backup's shape.
+_KEPT_TEXT = {
+    "column_added": "column {c} added since the backup (by Supabase): kept, restored rows get its default",
+    "generation_changed": "column {c} generated differently since the backup (by Supabase): kept",
+    "retyped": "column {c} retyped {backed} -> {live} since the backup (by Supabase): kept, values loaded into it",
 }
 
 
@@ -161,6 +170,14 @@ def plan_database_restore(
             rebuilt = set(plan.new_tables) if drop_new_tables else set()
         covered = restored | {TableRef(*p.split(".", 1)) for p in plan.truncate_parents}
         plan.emptied_auth_tables, blockers = _dependents(conn, covered, rebuilt)
+        supabase_owned = [b for b in blockers if b.split(".", 1)[0] in SUPABASE_SCHEMAS]
+        if supabase_owned:
+            raise RestoreRefused(
+                f"{', '.join(supabase_owned)} reference restored tables with foreign keys (e.g. an older project's"
+                " storage.objects.owner → auth.users): restoring them would mean emptying Supabase's own tables,"
+                " which supabackup never does. Restore without that component (for users: --components"
+                " database,storage), or drop those foreign keys first if the project no longer needs them."
+            )
         if blockers:
             raise RestoreRefused(
                 "restoring would empty tables you did not select, because they reference restored tables with"
@@ -285,15 +302,16 @@ def _generation_changed(live: Column, backed: dict) -> bool:
 def _drift(conn: psycopg.Connection, ref: TableRef, sidecar: dict) -> list[Drift]:
     live = _live_columns(conn, ref)
     backed = {c["name"]: c for c in sidecar["columns"]}
-    drift = [Drift("column_added", n) for n in live if n not in backed]
+    kept = ref.schema in SUPABASE_SCHEMAS
+    drift = [Drift("column_added", n, kept=kept) for n in live if n not in backed]
     drift += [Drift("column_dropped", n) for n in backed if n not in live]
     for n, c in backed.items():
         if n not in live:
             continue
         if _generation_changed(live[n], c):
-            drift.append(Drift("generation_changed", n))
+            drift.append(Drift("generation_changed", n, kept=kept))
         elif live[n].pg_type != c["type"]:
-            drift.append(Drift("retyped", n, live[n].pg_type, c["type"]))
+            drift.append(Drift("retyped", n, live[n].pg_type, c["type"], kept=kept))
     return drift
 
 
@@ -575,7 +593,7 @@ def _prepare_tables(conn, plan: DatabasePlan, log: Log) -> None:
     if targets:
         conn.execute(f"TRUNCATE {', '.join(targets)}")
     for step in plan.tables:
-        if step.exists:
+        if step.exists and step.ref.schema not in SUPABASE_SCHEMAS:  # Supabase's own columns stay (see Drift)
             _undo_drift(conn, step)
 
 

@@ -8,7 +8,8 @@ live project when planning a restore:
   OID — and every trigger or policy elsewhere that calls it — survives);
 - which materialized views were populated (pg_dump --schema-only creates them empty);
 - the app's own objects on Supabase's tables: triggers on e.g. `auth.users` that call the app's
-  functions, and RLS policies on `storage.*` tables (`supabase db dump` leaves them out);
+  functions, and RLS policies on `storage.*` and `realtime.*` tables (Storage access rules and
+  Realtime Authorization's policies on `realtime.messages`; `supabase db dump` leaves them out);
 - publication membership (e.g. `supabase_realtime`): pg_dump -n leaves publications out.
 """
 
@@ -20,7 +21,7 @@ from psycopg.rows import dict_row
 SCHEMA_CATALOG = "database/schema.json"
 # Schemas whose tables belong to Supabase's services: never restructured, but the app's policies
 # on their tables are backed up and restored.
-SUPABASE_POLICY_SCHEMAS = ["storage"]
+SUPABASE_POLICY_SCHEMAS = ["storage", "realtime"]
 # Schemas Supabase (or PostgreSQL) owns. A policy on storage.objects that uses objects of any
 # other schema belongs to a backup of that schema only: restored without it, it could not be made.
 SUPABASE_SCHEMAS = ["auth", "storage", "extensions", "realtime", "graphql", "graphql_public", "vault",

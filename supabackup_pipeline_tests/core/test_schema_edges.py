@@ -42,16 +42,20 @@ def backed_up(db_url: str, tmp_path, name: str = "backup") -> dict:
     return {"root": tmp_path / name, "manifest": back_up(db_url, tmp_path / name)}
 
 
-def rolled_back_and_rebuilt(stack, db_url: str, backup: dict, damage: str) -> None:
-    """Damage, roll back in place, restore into a new project: both equal the backup moment."""
+def rolled_back_and_rebuilt(stack, db_url: str, backup: dict, damage: str, new_project_sql: str = "") -> str:
+    """Damage, roll back in place, restore into a new project (given `new_project_sql` as superuser
+    first): both equal the backup moment. Returns the new project's URL."""
     at_backup = state(db_url)
     run(db_url, damage)
     assert state(db_url) != at_backup
     assert restore(db_url, backup)["schema_differences"] == []
     assert_same(state(db_url), at_backup)
     target = create_project_database(stack.superuser_url, f"edge_{next(_names)}_new")
+    if new_project_sql:
+        run(superuser_url_for(target), new_project_sql)
     assert restore(target, backup)["schema_differences"] == []
     assert_same(state(target), at_backup)
+    return target
 
 
 def test_identity_columns_whose_sequence_name_sorts_first_roll_back_and_count_on(stack, tmp_path):
@@ -217,3 +221,104 @@ def test_a_lock_another_session_holds_is_named_and_nothing_changes(stack, tmp_pa
             restore(db_url, backup)
         holder.rollback()
     assert_same(state(db_url), damaged)
+
+
+def test_supabase_auth_columns_added_or_retyped_since_the_backup_are_kept(stack, tmp_path):
+    """A GoTrue upgrade adds columns to auth.users and auth.identities, or retypes one: a restore of
+    the users loads the backed-up rows into the tables as they are now. Dropping or reverting
+    Supabase's own columns (as it did) would break GoTrue's queries."""
+    db_url = project(stack, """
+        INSERT INTO auth.users (instance_id, id, aud, role, email, created_at, updated_at)
+        SELECT '00000000-0000-0000-0000-000000000000', md5('u' || g)::uuid, 'authenticated', 'authenticated',
+               'u' || g || '@example.com', now(), now() FROM generate_series(1, 3) g;
+    """)
+    backup = backed_up(db_url, tmp_path)
+    users = "SELECT id, email, aud FROM auth.users ORDER BY id"
+    with psycopg.connect(db_url) as conn:
+        at_backup = conn.execute(users).fetchall()
+    run(superuser_url_for(db_url), """
+        ALTER TABLE auth.users ADD COLUMN is_robot boolean NOT NULL DEFAULT false;
+        ALTER TABLE auth.users ALTER COLUMN aud TYPE text;
+        ALTER TABLE auth.identities ADD COLUMN extra text;
+        DELETE FROM auth.users WHERE email = 'u1@example.com';
+    """)
+    drift = {t.ref.qualified: [str(d) for d in t.drift] for t in plan(db_url, backup, components=["users"]).tables}
+    assert drift["auth.users"] == [
+        "column is_robot added since the backup (by Supabase): kept, restored rows get its default",
+        "column aud retyped character varying(255) -> text since the backup (by Supabase): kept, values loaded into it"]
+
+    restore(db_url, backup, components=["users"])
+
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(users).fetchall() == at_backup
+        columns = conn.execute("SELECT attrelid::regclass::text, attname, format_type(atttypid, atttypmod)"
+                               " FROM pg_attribute WHERE attrelid IN ('auth.users'::regclass, 'auth.identities'::regclass)"
+                               " AND attname IN ('is_robot', 'aud', 'extra') AND NOT attisdropped ORDER BY 1, 2").fetchall()
+    assert columns == [("auth.identities", "extra", "text"), ("auth.users", "aud", "text"),
+                       ("auth.users", "is_robot", "boolean")]
+
+
+REALTIME = """
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_realtime_admin') THEN
+    CREATE ROLE supabase_realtime_admin NOLOGIN NOINHERIT;
+  END IF;
+END $$;
+GRANT supabase_realtime_admin TO postgres;
+CREATE SCHEMA realtime;
+GRANT USAGE ON SCHEMA realtime TO postgres, anon, authenticated, service_role;
+CREATE TABLE realtime.messages (id bigserial PRIMARY KEY, topic text NOT NULL, extension text NOT NULL,
+                                payload jsonb, private boolean DEFAULT false, inserted_at timestamp DEFAULT now());
+ALTER TABLE realtime.messages OWNER TO supabase_realtime_admin;
+ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY;
+CREATE FUNCTION realtime.topic() RETURNS text LANGUAGE sql STABLE AS $f$ SELECT current_setting('realtime.topic', true) $f$;
+"""
+
+REALTIME_APP = """
+CREATE TABLE public.rooms (id text PRIMARY KEY, name text);
+CREATE TABLE public.room_members (room_id text REFERENCES public.rooms, user_id uuid, PRIMARY KEY (room_id, user_id));
+CREATE FUNCTION public.can_join(topic text) RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
+  AS $f$ SELECT EXISTS (SELECT 1 FROM public.room_members m WHERE m.room_id = topic AND m.user_id = (SELECT auth.uid())) $f$;
+INSERT INTO public.rooms VALUES ('r1', 'lobby');
+CREATE POLICY "members can receive" ON realtime.messages FOR SELECT TO authenticated
+  USING (EXISTS (SELECT 1 FROM public.room_members m WHERE m.user_id = (SELECT auth.uid()) AND m.room_id = realtime.topic()));
+CREATE POLICY "members can send" ON realtime.messages FOR INSERT TO authenticated
+  WITH CHECK (public.can_join(realtime.topic()));
+"""
+
+
+def test_realtime_authorization_policies_roll_back_and_come_to_a_new_project(stack, tmp_path):
+    """Realtime Authorization's documented pattern: policies on realtime.messages that read a table
+    of `public` or call its function. They blocked every full rollback (the rebuild would drop what
+    they use) and were lost in a new project; they are now the app's, like those on storage.objects."""
+    policies = ("SELECT polname, pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid) FROM pg_policy"
+                " WHERE polrelid = 'realtime.messages'::regclass ORDER BY 1")
+    db_url = project(stack, REALTIME_APP, as_superuser=REALTIME)
+    with psycopg.connect(db_url) as conn:
+        at_backup = conn.execute(policies).fetchall()
+    assert len(at_backup) == 2
+    backup = backed_up(db_url, tmp_path)
+    damage = "INSERT INTO public.rooms VALUES ('r2', 'new'); DROP POLICY \"members can send\" ON realtime.messages;"
+    target = rolled_back_and_rebuilt(stack, db_url, backup, damage, new_project_sql=REALTIME)
+    for url in (db_url, target):
+        with psycopg.connect(url) as conn:
+            assert conn.execute(policies).fetchall() == at_backup
+
+
+def test_storage_foreign_keys_to_auth_users_refuse_a_users_restore_saying_why(stack, tmp_path):
+    """Older projects have storage.objects.owner → auth.users: emptying the users would mean
+    emptying Storage's own tables. The refusal says so and what to do (its advice used to be to
+    select storage.objects, which a backup never holds); without the users it restores."""
+    from supabackup_pipeline.core.db_restore import RestoreRefused
+
+    db_url = project(stack, "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);",
+                     as_superuser="ALTER TABLE storage.objects ADD CONSTRAINT objects_owner_fkey"
+                                  " FOREIGN KEY (owner) REFERENCES auth.users (id);")
+    backup = backed_up(db_url, tmp_path)
+    at_backup = state(db_url)
+    run(db_url, "INSERT INTO public.t VALUES (2);")
+    with pytest.raises(RestoreRefused, match=r"storage.objects reference restored tables with foreign keys .*supabackup"
+                       r" never does. Restore without that component \(for users: --components database,storage\)"):
+        plan(db_url, backup)
+    restore(db_url, backup, components=["database"])
+    assert_same(state(db_url), at_backup)
