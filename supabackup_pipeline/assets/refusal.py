@@ -19,9 +19,10 @@ import dagster as dg
 
 from supabackup_pipeline.core.errors import BackupExists, RunRefused
 from supabackup_pipeline.core.project_lock import ProjectBusy
+from supabackup_pipeline.core.staging import StagingHeld
 from supabackup_pipeline.settings import Tag
 
-REFUSALS = (BackupExists, ProjectBusy)
+REFUSALS = (BackupExists, ProjectBusy, StagingHeld)
 
 
 def cancel_as_refused(instance: dg.DagsterInstance, run_id: str, reason: str) -> None:

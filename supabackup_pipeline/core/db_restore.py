@@ -185,7 +185,8 @@ def plan_database_restore(
                 " tables created after the backup) pass --drop-new-tables."
             )
         if "database" in components:
-            plan.sequences = _planned_sequences(root, tables, steps)
+            complete = tables is None and bool(parts.database and parts.database.complete)
+            plan.sequences = _planned_sequences(root, complete, steps)
         if users is not None:
             plan.users = users.result()
         return plan
@@ -352,13 +353,16 @@ def _users_diff(db_url: str, root: Path, available: list[TableEntry]) -> dict:
         return users_diff(conn, root / users.parquet)
 
 
-def _planned_sequences(root: Path, tables: list[str] | None, steps: list[TableStep]) -> list[dict]:
-    """The backup's sequence values to set: all, or those owned by the chosen tables' columns."""
+def _planned_sequences(root: Path, complete: bool, steps: list[TableStep]) -> list[dict]:
+    """The backup's sequence values to set: all of a complete restore of a complete backup, else
+    only those owned by the restored tables' columns. (A backup of some tables, or of the users
+    alone, also records every sequence: setting them all would take a table it does not restore
+    back to values its rows have passed, and its next insert would collide.)"""
     seq_path = root / "database" / "sequences.json"
     if not seq_path.exists():
         return []
     owned = {s.ref.qualified for s in steps}
-    return [s for s in json.loads(seq_path.read_text()) if tables is None or (_owned_by(s) or ("",))[0] in owned]
+    return [s for s in json.loads(seq_path.read_text()) if complete or (_owned_by(s) or ("",))[0] in owned]
 
 
 # ------------------------------------------------------------------ apply

@@ -4,9 +4,12 @@ Policy (each rule keeps backups the others may also keep; a backup is kept if an
 - keep_last N: the N newest valid backups;
 - keep_daily / keep_weekly / keep_monthly N: the newest valid backup of each of the last N days /
   ISO weeks / months that have one.
-Invalid backups never count as kept. A pre-rollback safety backup is kept as long as any backup
-at least as old as it is kept (so it lives at least as long as the backups around it, and always
-while it is the newest). A backup a running rollback reads from is kept, and refused by `delete`
+The rules count, for each component (database, users, storage), the backups that hold it whole:
+a database-only backup is no reason to forget the last one with Storage, and a backup of some
+assets (a few tables or buckets) counts for nothing. Invalid backups never count as kept. A
+pre-rollback safety backup, or a partial backup, is kept as long as any backup at least as old
+as it is kept (so it lives at least as long as the backups around it, and always while it is
+the newest). A backup a running rollback reads from is kept, and refused by `delete`
 (core/in_use). Deleting removes only the backup's own folder: objects shared with other backups
 are hard links, so the other backups keep their copy.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
-from supabackup_pipeline.core.parts import GOOD_STATUSES
+from supabackup_pipeline.core.parts import COMPONENTS, GOOD_STATUSES
 from supabackup_pipeline.core.backup_id import backup_id_time, validate_backup_id
 from supabackup_pipeline.core.errors import Refused, SupabackupError
 from supabackup_pipeline.core.in_use import in_use
@@ -46,11 +49,46 @@ def plan_retention(store: BackupStore, policy: RetentionPolicy) -> tuple[dict[st
     infos = []
     for backup_id in store.backup_ids():
         manifest = store.manifest(backup_id)
-        infos.append((backup_id, manifest.get("status"), (manifest.get("description") or "").startswith(SAFETY_PREFIX)))
-    valid = [b for b, status, _ in reversed(infos) if status in GOOD_STATUSES]  # newest first
+        whole = restore_points(manifest)
+        infos.append((backup_id, manifest.get("status"), (manifest.get("description") or "").startswith(SAFETY_PREFIX),
+                      whole, set(manifest.get("components", [])) - whole))
     kept: dict[str, list[str]] = {}
+    for component in COMPONENTS:  # the rules count, per component, the backups that hold it whole
+        _apply_rules(policy, [b for b, status, _, whole, _ in reversed(infos)
+                              if status in GOOD_STATUSES and component in whole], kept)
+    for backup_id, *_ in infos:
+        if in_use(store, backup_id):
+            kept.setdefault(backup_id, []).append("read by a running rollback")
+    oldest_kept = min(kept) if kept else None
+    for backup_id, status, safety, _, partial in infos:
+        if (safety or partial) and status in GOOD_STATUSES and backup_id not in kept \
+                and (oldest_kept is None or backup_id >= oldest_kept):
+            kept[backup_id] = ["pre-rollback safety backup" if safety else
+                               f"partial ({', '.join(sorted(partial))}: some tables or buckets), as old as a kept one"]
+    forget = {}
+    for backup_id, status, *_ in infos:
+        if backup_id not in kept:
+            forget[backup_id] = "invalid (never counts as kept)" if status not in GOOD_STATUSES else "not kept by the policy"
+    return kept, forget
+
+
+def restore_points(manifest: dict) -> set[str]:
+    """The components a backup holds whole: a part made of some of a component's tables or buckets
+    (some of its assets materialized) is no restore point for that component."""
+    parts = manifest.get("parts") or {}
+    return {c for c in manifest.get("components", [])
+            if not (isinstance(parts.get(c), dict) and parts[c].get("complete") is False)}
+
+
+def _apply_rules(policy: RetentionPolicy, valid: list[str], kept: dict[str, list[str]]) -> None:
+    """Mark what keep-last/daily/weekly/monthly keep of `valid` (newest first)."""
+    def keep(backup_id: str, reason: str) -> None:
+        reasons = kept.setdefault(backup_id, [])
+        if reason not in reasons:
+            reasons.append(reason)
+
     for backup_id in valid[: policy.keep_last]:
-        kept.setdefault(backup_id, []).append("last")
+        keep(backup_id, "last")
     for rule, count, bucket in (("daily", policy.keep_daily, "%Y-%m-%d"), ("weekly", policy.keep_weekly, "%G-W%V"),
                                 ("monthly", policy.keep_monthly, "%Y-%m")):
         seen: list[str] = []
@@ -61,19 +99,7 @@ def plan_retention(store: BackupStore, policy: RetentionPolicy) -> tuple[dict[st
             if len(seen) >= count:
                 break
             seen.append(period)
-            kept.setdefault(backup_id, []).append(f"{rule} {period}")
-    for backup_id, _, _ in infos:
-        if in_use(store, backup_id):
-            kept.setdefault(backup_id, []).append("read by a running rollback")
-    oldest_kept = min(kept) if kept else None
-    for backup_id, status, safety in infos:
-        if safety and status in GOOD_STATUSES and backup_id not in kept and (oldest_kept is None or backup_id >= oldest_kept):
-            kept[backup_id] = ["pre-rollback safety backup"]
-    forget = {}
-    for backup_id, status, _ in infos:
-        if backup_id not in kept:
-            forget[backup_id] = "invalid (never counts as kept)" if status not in GOOD_STATUSES else "not kept by the policy"
-    return kept, forget
+            keep(backup_id, f"{rule} {period}")
 
 
 def valid_backups(store: BackupStore) -> list[str]:

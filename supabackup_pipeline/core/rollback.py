@@ -63,6 +63,8 @@ def prevalidate(store: BackupStore, backup_id: str, db_url: str, options: Rollba
     its manifest. Touches nothing live."""
     manifest = store.manifest(backup_id)
     root = store.published(backup_id)
+    if manifest.get("damaged"):
+        raise RollbackRefused(f"backup {backup_id} cannot be restored: {manifest['damaged']}")
     if manifest.get("status") == "invalid":
         raise RollbackRefused(f"backup {backup_id} failed its integrity checks when it was made; refusing to restore it")
     if verify:

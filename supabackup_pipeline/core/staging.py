@@ -16,6 +16,7 @@ import socket
 import time
 from pathlib import Path
 
+from supabackup_pipeline.core.errors import Refused
 from supabackup_pipeline.core.files import write_json
 
 OWNER_SUFFIX = ".owner.json"
@@ -38,10 +39,33 @@ def owner_record() -> dict:
     return {"host": socket.gethostname(), "pid": pid, "started": _process_start(pid), "since": time.time()}
 
 
-def claim(owner_file: Path) -> None:
-    """Record this run as the holder (the first step of a run writes it; later steps agree)."""
-    if not owner_file.exists():
-        write_json(owner_file, owner_record())
+class StagingHeld(Refused):
+    """Another run that is still alive writes this backup ID's staging folder."""
+
+    MARK = "is being written by another run"  # in the refusal: what ended the run was not its folder
+
+
+def claim(owner_file: Path, folder: Path) -> None:
+    """Record this run as the holder (the first step of a run writes it; later steps agree). Two
+    runs of one backup ID (Materialize clicked twice, a backfill over a running partition) would
+    write one folder and publish a mix of both: a folder another live run holds is refused. One a
+    dead run left is taken over as it is (a re-execution from failure reuses its finished steps)."""
+    me = owner_record()
+    try:
+        held = json.loads(owner_file.read_text())
+    except (OSError, ValueError):
+        held = None
+    held = held if isinstance(held, dict) else None
+    if held is not None and _same_process(held, me):
+        return
+    if held is not None and owner_alive(owner_file, folder):
+        raise StagingHeld(f"backup {folder.name} {StagingHeld.MARK} (pid {held.get('pid')} on"
+                          f" {held.get('host')}): one backup ID is made by one run; choose a new ID")
+    write_json(owner_file, me)
+
+
+def _same_process(a: dict, b: dict) -> bool:
+    return (a.get("host"), a.get("pid"), a.get("started")) == (b.get("host"), b.get("pid"), b.get("started"))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -64,7 +64,7 @@ class BackupStore:
         self.refuse_published(backup_id)
         make_private_dir(self.root)
         make_private_dir(self.staging_root)
-        claim(self.owner_file(backup_id))
+        claim(self.owner_file(backup_id), self.staging(backup_id))
         return make_private_dir(self.staging(backup_id))
 
     def owner_file(self, backup_id: str) -> Path:

@@ -15,6 +15,7 @@ from supabackup_pipeline.assets.keys import (
 from supabackup_pipeline.core.parts import Parts
 from supabackup_pipeline.core.backup_id import backup_id_time, is_backup_id, validate_backup_id
 from supabackup_pipeline.core.retention import RetentionPolicy, delete_backup_files, plan_retention
+from supabackup_pipeline.core.staging import StagingHeld
 from supabackup_pipeline.core.store import BackupStore
 from supabackup_pipeline.jobs.backup import backup_job
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME, backup_partitions, discard_unpublished, forget_partition
@@ -176,6 +177,8 @@ def _discard_ended_backup(context: dg.RunStatusSensorContext, backups: BackupSto
         return
     if not is_backup_id(partition):
         forget_partition(context.instance, partition)
+    elif StagingHeld.MARK in context.dagster_run.tags.get(Tag.REFUSED, ""):
+        return  # refused because another live run writes that ID: its folder and partition are that run's
     elif discard_unpublished(context.instance, backups.store(), partition):
         context.log.info(f"removed the staging folder and partition of backup {partition} (its run ended unpublished)")
 

@@ -425,6 +425,9 @@ def test_a_backup_whose_manifest_is_damaged_is_listed_verified_and_deleted_by_na
     assert shown.returncode == 0 and "metadata.json" in shown.stdout and "Traceback" not in shown.stderr
     verified = cli(["verify", damaged], env)
     assert verified.returncode == 1 and "NOT VALID" in verified.stdout and "metadata.json" in verified.stdout
+    refused = cli(["rollback", damaged, "--yes", "--components", "database", "--no-safety-backup"], env)
+    assert refused.returncode == 2 and f"backup {damaged} cannot be restored: " in refused.stderr + refused.stdout
+    assert "metadata.json is unreadable" in refused.stderr + refused.stdout
     pruned = cli(["prune", "--dry-run"], env)
     assert pruned.returncode == 0 and damaged in pruned.stdout, pruned.stdout + pruned.stderr
     deleted = cli(["delete", damaged, "--yes"], env)
@@ -469,3 +472,27 @@ def test_inputs_that_name_nothing_or_cannot_be_are_usage_errors(env):
         assert done.returncode == 2 and text in done.stderr, (args, done.stdout, done.stderr)
         assert len(error_lines(done.stderr)) == 1 and "Traceback" not in done.stderr, done.stderr
     assert BackupStore(Path(env["BACKUP_PATH"])).backup_ids() == [backup_id]
+
+
+def test_a_run_refused_because_another_run_writes_its_backup_id_leaves_that_runs_folder(tmp_path):
+    """The second run of one backup ID ends canceled as refused; the sensor must not remove the
+    staging folder and partition of the first run, which is still writing them."""
+    from supabackup_pipeline.core.staging import StagingHeld
+    from supabackup_pipeline.settings import Tag
+
+    store = BackupStore(tmp_path)
+    backup_id = "20260104T000000Z"
+    store.start(backup_id)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
+        run = instance.create_run_for_job(
+            dg.JobDefinition(graph_def=dg.GraphDefinition(name="backup_job", node_defs=[])),
+            tags={"dagster/partition": backup_id, Tag.REFUSED: f"backup {backup_id} {StagingHeld.MARK} (pid 1 on h)"})
+        context = dg.build_run_status_sensor_context(
+            sensor_name=discard_canceled_backup.name, dagster_instance=instance, dagster_run=run,
+            dagster_event=dg.DagsterEvent(event_type_value="PIPELINE_CANCELED", job_name="backup_job"),
+            resources={"backups": BackupStorage(backup_path=str(tmp_path))},
+        )
+        discard_canceled_backup(context)
+        assert store.staging_ids() == [backup_id]
+        assert instance.has_dynamic_partition(BACKUP_PARTITIONS_NAME, backup_id)

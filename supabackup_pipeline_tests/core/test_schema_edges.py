@@ -7,6 +7,7 @@ own, rolled back in place (and where it matters rebuilt in a new project), then 
 from __future__ import annotations
 
 import itertools
+import json
 
 import psycopg
 import pytest
@@ -322,3 +323,30 @@ def test_storage_foreign_keys_to_auth_users_refuse_a_users_restore_saying_why(st
         plan(db_url, backup)
     restore(db_url, backup, components=["database"])
     assert_same(state(db_url), at_backup)
+
+
+def test_a_backup_of_the_users_alone_leaves_other_tables_sequences_alone(stack, tmp_path):
+    """A backup of some assets (the users only, here) still records every sequence: restoring them
+    all took `orders_id_seq` back below the ids its rows hold, and the next order collided."""
+    from supabackup_pipeline.core.database_backup import backup_database, database_parts
+
+    db_url = project(stack, """
+        CREATE TABLE public.orders (id bigserial PRIMARY KEY, note text);
+        INSERT INTO public.orders (note) SELECT 'before' FROM generate_series(1, 5);
+        INSERT INTO auth.users (instance_id, id, aud, role, email, created_at, updated_at)
+        SELECT '00000000-0000-0000-0000-000000000000', md5('u' || g)::uuid, 'authenticated', 'authenticated',
+               'u' || g || '@example.com', now(), now() FROM generate_series(1, 2) g;
+    """)
+    (tmp_path / "users-only").mkdir()
+    result = backup_database(db_url, tmp_path / "users-only", ["public"], tables=set(), log=lambda _: None)
+    backup = {"root": tmp_path / "users-only",
+              "manifest": {"parts": database_parts(result, complete=False, schemas=["public"]).to_json()}}
+    assert any(s["name"] == "orders_id_seq" for s in json.loads((tmp_path / "users-only" / "database"
+                                                                   / "sequences.json").read_text()))
+    run(db_url, "INSERT INTO public.orders (note) SELECT 'after' FROM generate_series(1, 5);")
+
+    assert plan(db_url, backup).sequences == []
+    restore(db_url, backup)
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("INSERT INTO public.orders (note) VALUES ('next') RETURNING id").fetchone()[0] == 11

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -385,3 +386,28 @@ def test_full_backup_includes_storage_and_the_second_one_links_unchanged_objects
     finally:
         supabase_client.storage.empty_bucket(bucket)
         supabase_client.storage.delete_bucket(bucket)
+
+
+def test_one_backup_id_is_written_by_one_run(tmp_path):
+    """Materialize clicked twice (or a backfill over a running partition) made two runs write one
+    staging folder, and the backup published a mix of both. A folder another live run holds is
+    refused; the holding run's own steps go on; one a dead run left is taken over as it is."""
+    from supabackup_pipeline.core.staging import StagingHeld, _process_start
+
+    store = BackupStore(tmp_path)
+    backup_id = "20261130T120000Z"
+    store.start(backup_id)
+    (store.staging(backup_id) / "written-by-this-run").write_text("x")
+    store.start(backup_id)  # a later step of the same run
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        store.owner_file(backup_id).write_text(json.dumps(
+            {"host": socket.gethostname(), "pid": other.pid, "started": _process_start(other.pid), "since": 0}))
+        with pytest.raises(StagingHeld, match=rf"backup {backup_id} is being written by another run \(pid {other.pid}"):
+            store.start(backup_id)
+    finally:
+        other.kill()
+        other.wait()
+    store.start(backup_id)  # its holder is gone: taken over, files kept (a re-execution reuses them)
+    assert (store.staging(backup_id) / "written-by-this-run").exists()
+    assert json.loads(store.owner_file(backup_id).read_text())["pid"] == os.getpid()

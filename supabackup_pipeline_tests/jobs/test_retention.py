@@ -18,11 +18,14 @@ from supabackup_pipeline.operations import run_backup
 from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
 
 
-def fake_backup(store: BackupStore, backup_id: str, status: str = "valid", description: str = "") -> None:
+def fake_backup(store: BackupStore, backup_id: str, status: str = "valid", description: str = "",
+                components: tuple[str, ...] = ("database",), partial: tuple[str, ...] = ()) -> None:
+    """A published backup's manifest; `partial`: components of which only some assets were made."""
     root = store.published(backup_id)
     root.mkdir(parents=True)
+    parts = {c: {"complete": c not in partial} for c in components if c != "users"}
     seal_manifest(root, {"backup_id": backup_id, "status": status, "description": description, "files": {},
-                         "total_size": 0, "components": ["database"]})
+                         "total_size": 0, "components": list(components), "parts": parts})
 
 
 def test_policy_keeps_last_daily_weekly_monthly_and_never_counts_invalid(tmp_path):
@@ -49,6 +52,27 @@ def test_policy_keeps_last_daily_weekly_monthly_and_never_counts_invalid(tmp_pat
 
     with pytest.raises(Exception, match="keeps nothing"):
         plan_retention(store, RetentionPolicy(0, 0, 0, 0))
+
+
+def test_the_policy_counts_each_component_and_never_a_partial_backup(tmp_path):
+    """Seven backups of one bucket after the only whole backup (the prune after each backup) made
+    keep-last 7 delete the whole one; so would seven database-only backups for its Storage."""
+    store = BackupStore(tmp_path)
+    whole = "20260101T000000Z"
+    fake_backup(store, whole, components=("database", "users", "storage"))
+    partial = [f"202601{d:02d}T000000Z" for d in range(2, 9)]
+    for backup_id in partial:
+        fake_backup(store, backup_id, components=("storage",), partial=("storage",))
+    database_only = [f"202601{d:02d}T000000Z" for d in range(10, 17)]
+    for backup_id in database_only:
+        fake_backup(store, backup_id, components=("database", "users"))
+
+    kept, forget = plan_retention(store, RetentionPolicy(keep_last=3, keep_daily=0, keep_weekly=0, keep_monthly=0))
+
+    assert kept[whole] == ["last"]  # the newest whole storage
+    assert set(kept) == {whole, *partial, *database_only[-3:]}
+    assert kept[partial[0]][0].startswith("partial (storage: some tables or buckets)")
+    assert set(forget) == set(database_only[:-3])
 
 
 def test_a_safety_backup_lives_as_long_as_the_backups_around_it(tmp_path):
