@@ -170,26 +170,31 @@ def plan_database_restore(
             rebuilt = set(plan.new_tables) if drop_new_tables else set()
         covered = restored | {TableRef(*p.split(".", 1)) for p in plan.truncate_parents}
         plan.emptied_auth_tables, blockers = _dependents(conn, covered, rebuilt)
-        supabase_owned = [b for b in blockers if b.split(".", 1)[0] in SUPABASE_SCHEMAS]
-        if supabase_owned:
-            raise RestoreRefused(
-                f"{', '.join(supabase_owned)} reference restored tables with foreign keys (e.g. an older project's"
-                " storage.objects.owner → auth.users): restoring them would mean emptying Supabase's own tables,"
-                " which supabackup never does. Restore without that component (for users: --components"
-                " database,storage), or drop those foreign keys first if the project no longer needs them."
-            )
-        if blockers:
-            raise RestoreRefused(
-                "restoring would empty tables you did not select, because they reference restored tables with"
-                f" foreign keys: {', '.join(blockers)}. Select them too (--tables), restore all tables, or (for"
-                " tables created after the backup) pass --drop-new-tables."
-            )
+        _refuse_blockers(blockers)
         if "database" in components:
             complete = tables is None and bool(parts.database and parts.database.complete)
             plan.sequences = _planned_sequences(root, complete, steps)
         if users is not None:
             plan.users = users.result()
         return plan
+
+
+def _refuse_blockers(blockers: list[str]) -> None:
+    """Tables outside the restore that reference restored ones would have to be emptied too: refused."""
+    supabase_owned = [b for b in blockers if b.split(".", 1)[0] in SUPABASE_SCHEMAS]
+    if supabase_owned:
+        raise RestoreRefused(
+            f"{', '.join(supabase_owned)} reference restored tables with foreign keys (e.g. an older project's"
+            " storage.objects.owner → auth.users): restoring them would mean emptying Supabase's own tables,"
+            " which supabackup never does. Restore without that component (for users: --components"
+            " database,storage), or drop those foreign keys first if the project no longer needs them."
+        )
+    if blockers:
+        raise RestoreRefused(
+            "restoring would empty tables you did not select, because they reference restored tables with"
+            f" foreign keys: {', '.join(blockers)}. Select them too (--tables), restore all tables, or (for"
+            " tables created after the backup) pass --drop-new-tables."
+        )
 
 
 def _chosen_tables(tables: list[str], available: list[TableEntry], parents: dict[str, list[str]]):
