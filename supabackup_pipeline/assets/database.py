@@ -133,7 +133,7 @@ def build_database_dump(tables: list[TableRef]) -> dg.AssetsDefinition:
         with refusal_cancels_run(context), disk_full_named(store.root):  # refused: the run ends canceled
             result = backup_database(
                 database.database_url(), store.start(backup_id), database.schema_list(), tables=wanted,
-                include_users=USERS_KEY in selected, log=context.log.info,
+                include_users=USERS_KEY in selected, log=context.log.info, missing_ok=True,
             )
             parts = database_parts(result, complete, database.schema_list())
             store.write_part(backup_id, Component.DATABASE, parts.database.to_json())

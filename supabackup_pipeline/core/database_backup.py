@@ -65,11 +65,14 @@ def backup_database(
     include_users: bool = True,
     workers: int = DEFAULT_WORKERS,
     log: Log = print,
+    missing_ok: bool = False,
 ) -> DatabaseBackup:
     """Dump `tables` (None = every table of `schemas`) and users into out_dir.
 
     Tables that exist at run time but were not asked for by name are still dumped when `tables`
     is None: completeness is a property of the run, not of the asset list the code loaded with.
+    A table asked for that no longer exists is an error, or with `missing_ok` (the assets, whose
+    list was cached when the code loaded) left out and reported by the caller.
     """
     started = time.monotonic()
     db_dir = make_private_dir(out_dir / "database")
@@ -80,8 +83,10 @@ def backup_database(
         result = DatabaseBackup(snapshot=snap.info, discovered_tables=[t.qualified for t in discovered])
         selected = discovered if tables is None else [t for t in discovered if t in tables]
         missing = sorted(t.qualified for t in set(tables or ()) - set(discovered))
-        if missing:
+        if missing and not missing_ok:
             raise SupabackupError(f"tables not found in the database: {', '.join(missing)}")
+        if missing:
+            log(f"tables no longer in the database, nothing to back up: {', '.join(missing)}")
         auth = _auth_tables(snap) if include_users else []
         selected = [t for t in selected if t not in auth]
         _refuse_unreadable(snap, selected + auth)

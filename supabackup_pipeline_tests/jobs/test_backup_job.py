@@ -411,3 +411,49 @@ def test_one_backup_id_is_written_by_one_run(tmp_path):
     store.start(backup_id)  # its holder is gone: taken over, files kept (a re-execution reuses them)
     assert (store.staging(backup_id) / "written-by-this-run").exists()
     assert json.loads(store.owner_file(backup_id).read_text())["pid"] == os.getpid()
+
+
+def test_a_malformed_backup_cron_is_named():
+    """Dagster refuses the schedule with "Found invalid cron schedule", naming no variable; the code
+    location cannot load without it, so the message says which setting and what it should be."""
+    from supabackup_pipeline.core.errors import ConfigError
+    from supabackup_pipeline.jobs.backup import _backup_schedule
+
+    assert _backup_schedule("15 4 * * 1").cron_schedule == "15 4 * * 1"
+    with pytest.raises(ConfigError, match=r"SUPABACKUP_BACKUP_CRON='every day' is not a cron schedule: five fields,"
+                                          r" e.g. '0 3 \* \* \*'"):
+        _backup_schedule("every day")
+
+
+def test_a_table_asset_whose_table_was_dropped_is_reported_gone_not_a_failed_run(seeded, tmp_path):
+    """The asset list is cached when the code location loads; selecting a table dropped since
+    failed the whole run ("tables not found"). It now says the table is gone, and the others in
+    the run are backed up."""
+    import psycopg
+
+    from supabackup_pipeline.assets.database import build_database_dump
+    from supabackup_pipeline.core.catalog import TableRef
+    from supabackup_pipeline.partitions import BACKUP_PARTITIONS_NAME
+    from supabackup_pipeline.resources import BackupStorage, SupabaseDatabase
+
+    with psycopg.connect(seeded, autocommit=True) as db:
+        db.execute("CREATE TABLE public.dropped_soon (id int); CREATE TABLE public.stays (id int);"
+                   " INSERT INTO public.stays VALUES (1), (2)")
+    try:
+        asset = build_database_dump([TableRef("public", "dropped_soon"), TableRef("public", "stays")])
+        with psycopg.connect(seeded, autocommit=True) as db:
+            db.execute("DROP TABLE public.dropped_soon")
+        instance = dg.DagsterInstance.ephemeral()
+        backup_id = "20260105T000000Z"
+        instance.add_dynamic_partitions(BACKUP_PARTITIONS_NAME, [backup_id])
+        result = dg.materialize(
+            [asset], partition_key=backup_id, instance=instance,
+            selection=[table_key("public", "dropped_soon"), table_key("public", "stays")],
+            resources={"database": SupabaseDatabase(db_url=seeded), "backups": BackupStorage(backup_path=str(tmp_path))})
+        assert result.success
+        meta = {e.materialization.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+        assert meta[table_key("public", "dropped_soon")]["status"].value.startswith("gone: the table no longer exists")
+        assert meta[table_key("public", "stays")]["rows"].value == 2
+    finally:
+        with psycopg.connect(seeded, autocommit=True) as db:
+            db.execute("DROP TABLE IF EXISTS public.dropped_soon; DROP TABLE IF EXISTS public.stays")
