@@ -180,8 +180,14 @@ def run_rollback(
         from supabackup_pipeline.core.storage_restore import apply_storage_restore, validate_storage
 
         t = time.monotonic()
-        report["storage"] = apply_storage_restore(storage_client, storage_plan, root / "storage",
-                                                  workers=options.workers, log=log).summary()
+        try:
+            report["storage"] = apply_storage_restore(storage_client, storage_plan, root / "storage",
+                                                      workers=options.workers, log=log).summary()
+        except BaseException:  # Ctrl-C too: whoever stopped it should know the database is restored
+            if "database" in report:
+                log("the database is restored and committed, Storage only in part: run the same rollback again"
+                    " to finish it (it plans from the live project and transfers only what is left)")
+            raise
         steps["storage"] = round(time.monotonic() - t, 3)
         t = time.monotonic()
         mismatches = validate_storage(storage_client, root / "storage")

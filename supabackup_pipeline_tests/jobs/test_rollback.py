@@ -401,3 +401,26 @@ def test_a_storage_rollback_against_another_projects_url_is_refused_and_deletes_
                  "--allow-other-project"], {"SUPABASE_URL": elsewhere})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "only-live.txt" not in {o["name"] for o in project["storage"].from_(docs).list("")}
+
+
+def test_a_rollback_stopped_in_its_storage_phase_says_the_database_is_restored(project, backup_env, monkeypatch):
+    """Ctrl-C (or an outage) after the database committed: "interrupted" alone let users think
+    nothing had changed. The rollback says what is done and that running it again finishes it."""
+    from supabackup_pipeline.core import storage_restore
+    from supabackup_pipeline.core.rollback import RollbackOptions, run_rollback
+    from supabackup_pipeline.core.storage_api import StorageApi
+    from supabackup_pipeline.core.store import BackupStore
+
+    backup = run_backup(description="before")
+    damage_everything(project)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage_restore, "apply_storage_restore", stopped)
+    said: list[str] = []
+    with StorageApi(backup_env["SUPABASE_URL"], backup_env["SUPABASE_SERVICE_ROLE_KEY"]) as api:
+        with pytest.raises(KeyboardInterrupt):
+            run_rollback(BackupStore(Path(os.environ["BACKUP_PATH"])), backup["backup_id"], project["db"], api,
+                         RollbackOptions(safety_backup=False), log=said.append)
+    assert said[-1].startswith("the database is restored and committed, Storage only in part: run the same rollback")
