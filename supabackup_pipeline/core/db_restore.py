@@ -394,11 +394,14 @@ def _event_trigger_blamed(db_url: str, exc: BaseException) -> str | None:
     context = error.diag.context if isinstance(error, psycopg.Error) else None
     if not context:
         return None
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        triggers = conn.execute(
-            "SELECT e.evtname, format('%I.%I', n.nspname, p.proname), quote_ident(p.proname)"
-            " FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid JOIN pg_namespace n ON n.oid = p.pronamespace"
-            " WHERE e.evtenabled <> 'D' ORDER BY 1").fetchall()
+    try:
+        with connect(db_url) as conn:
+            triggers = conn.execute(
+                "SELECT e.evtname, format('%I.%I', n.nspname, p.proname), quote_ident(p.proname) FROM pg_event_trigger e"
+                " JOIN pg_proc p ON p.oid = e.evtfoid JOIN pg_namespace n ON n.oid = p.pronamespace"
+                " WHERE e.evtenabled <> 'D' ORDER BY 1").fetchall()
+    except (psycopg.Error, SupabackupError):
+        return None  # the restore's own error stands
     for name, function, short in triggers:  # the context names the function as the search path shows it
         if f"function {function}(" in context or f"function {short}(" in context:
             reason = str(error).strip().splitlines()[0]
@@ -412,8 +415,21 @@ def _locked_out(db_url: str, plan: DatabasePlan) -> str:
     """What to tell when another session held a lock the restore waited LOCK_TIMEOUT for: the
     sessions that still hold locks on the restored schemas' relations (the restore's are gone)."""
     schemas = sorted({s.ref.schema for s in plan.tables} | set(plan.schema.schemas if plan.schema else []))
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        holders = conn.execute(
+    try:
+        holders = _lock_holders(db_url, schemas)
+    except (psycopg.Error, SupabackupError):
+        holders = []  # the restore's own message stands, without the sessions
+    found = "; ".join(f"pid {pid} ({user}, {app}, {state}) on {rel}" for pid, user, app, state, rel in holders)
+    return (f"another session held a lock on a table the restore must change, and the restore gave up after"
+            f" waiting {LOCK_TIMEOUT} (lock_timeout): nothing was changed. "
+            + (f"Sessions holding locks in {', '.join(schemas)}: {found}. " if found else "")
+            + "Let them finish or end them (SELECT pg_terminate_backend(pid)), then restore again.")
+
+
+def _lock_holders(db_url: str, schemas: list[str]) -> list[tuple]:
+    """(pid, user, application, state, table) of the other sessions holding locks on the schemas' tables."""
+    with connect(db_url) as conn:
+        return conn.execute(
             """
             SELECT DISTINCT l.pid, a.usename, coalesce(nullif(a.application_name, ''), '-'), a.state,
                    format('%%I.%%I', n.nspname, c.relname)
@@ -422,11 +438,6 @@ def _locked_out(db_url: str, plan: DatabasePlan) -> str:
             WHERE l.granted AND l.pid <> pg_backend_pid() AND n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'm')
             ORDER BY 1, 5 LIMIT 10
             """, (schemas,)).fetchall()
-    found = "; ".join(f"pid {pid} ({user}, {app}, {state}) on {rel}" for pid, user, app, state, rel in holders)
-    return (f"another session held a lock on a table the restore must change, and the restore gave up after"
-            f" waiting {LOCK_TIMEOUT} (lock_timeout): nothing was changed. "
-            + (f"Sessions holding locks in {', '.join(schemas)}: {found}. " if found else "")
-            + "Let them finish or end them (SELECT pg_terminate_backend(pid)), then restore again.")
 
 
 def _apply(db_url: str, plan: DatabasePlan, root: Path, log: Log) -> dict:
@@ -560,7 +571,7 @@ def _publication_differences(db_url: str, schema: schema_restore.SchemaPlan) -> 
     backed = [r for r in schema.catalog["publications"] if "row_filter" in r]  # recorded since filters are
     if not backed and schema.catalog["publications"]:
         return []
-    with psycopg.connect(db_url) as conn:
+    with connect(db_url) as conn:
         live = {(r["publication"], r["schema"], r["table"]): r for r in publication_tables(conn, schema.schemas)}
         alterable = {r[0] for r in conn.execute("SELECT pubname FROM pg_publication WHERE NOT puballtables"
                                                 " AND pg_has_role(pubowner, 'USAGE')")}

@@ -43,6 +43,19 @@ def backed_up(db_url: str, tmp_path, name: str = "backup") -> dict:
     return {"root": tmp_path / name, "manifest": back_up(db_url, tmp_path / name)}
 
 
+ONE_TABLE = "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);"
+
+
+def changed_since_backup(stack, tmp_path, as_superuser: str) -> tuple[str, dict, tuple]:
+    """A one-table project with `as_superuser` run first, backed up, then a row added: (database
+    URL, backup, state at the backup)."""
+    db_url = project(stack, ONE_TABLE, as_superuser=as_superuser)
+    backup = backed_up(db_url, tmp_path)
+    at_backup = state(db_url)
+    run(db_url, "INSERT INTO public.t VALUES (2);")
+    return db_url, backup, at_backup
+
+
 def rolled_back_and_rebuilt(stack, db_url: str, backup: dict, damage: str, new_project_sql: str = "") -> str:
     """Damage, roll back in place, restore into a new project (given `new_project_sql` as superuser
     first): both equal the backup moment. Returns the new project's URL."""
@@ -169,11 +182,8 @@ def test_publication_row_filters_and_column_lists_come_back_and_are_compared(sta
 def test_a_function_in_public_another_role_owns_is_refused_in_the_plan(stack, tmp_path):
     """A function the backup also has is replaced in place, which only its owner may do: one owned
     by supabase_admin is named in the plan, before anything changes, not found failing mid-way."""
-    db_url = project(stack, "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);",
-                     as_superuser="CREATE FUNCTION public.admin_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';")
-    backup = backed_up(db_url, tmp_path)
-    at_backup = state(db_url)
-    run(db_url, "INSERT INTO public.t VALUES (2);")
+    db_url, backup, at_backup = changed_since_backup(
+        stack, tmp_path, "CREATE FUNCTION public.admin_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';")
     with pytest.raises(SchemaRestoreRefused, match=r"postgres may not drop or replace these objects .*nothing was"
                        r" changed: function public.admin_fn\(\) \(owner supabase_admin\)"):
         plan(db_url, backup)
@@ -184,7 +194,7 @@ def test_a_function_in_public_another_role_owns_is_refused_in_the_plan(stack, tm
 def test_an_event_trigger_that_fails_on_the_restores_ddl_is_named(stack, tmp_path):
     """An app's event trigger set to fire ALWAYS logs every DDL into a table of `public`, which the
     rebuild has just dropped: the restore stops, names it and says what to do; nothing changed."""
-    db_url = project(stack, "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);", """
+    db_url = project(stack, ONE_TABLE, """
         CREATE TABLE public.ddl_log (id bigserial PRIMARY KEY, tag text);
         ALTER TABLE public.ddl_log OWNER TO postgres;
         CREATE FUNCTION public.log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
@@ -312,12 +322,9 @@ def test_storage_foreign_keys_to_auth_users_refuse_a_users_restore_saying_why(st
     select storage.objects, which a backup never holds); without the users it restores."""
     from supabackup_pipeline.core.db_restore import RestoreRefused
 
-    db_url = project(stack, "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);",
-                     as_superuser="ALTER TABLE storage.objects ADD CONSTRAINT objects_owner_fkey"
-                                  " FOREIGN KEY (owner) REFERENCES auth.users (id);")
-    backup = backed_up(db_url, tmp_path)
-    at_backup = state(db_url)
-    run(db_url, "INSERT INTO public.t VALUES (2);")
+    db_url, backup, at_backup = changed_since_backup(
+        stack, tmp_path, "ALTER TABLE storage.objects ADD CONSTRAINT objects_owner_fkey FOREIGN KEY (owner)"
+                         " REFERENCES auth.users (id);")
     with pytest.raises(RestoreRefused, match=r"storage.objects reference restored tables with foreign keys .*supabackup"
                        r" never does. Restore without that component \(for users: --components database,storage\)"):
         plan(db_url, backup)
