@@ -162,17 +162,26 @@ def _records(conn: psycopg.Connection, query: str, params: tuple) -> list[dict]:
     return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
 
 
+def table_columns(conn: psycopg.Connection, ref: TableRef) -> list[Column]:
+    """The table's columns, in order (what `describe_table` says of them, without the rest)."""
+    return _columns(conn, conn.execute("SELECT %s::regclass::oid", (ref.sql,)).fetchone()[0])
+
+
+def _columns(conn: psycopg.Connection, oid: int) -> list[Column]:
+    return [
+        Column(name=r[0], pg_type=r[1], base_type=r[2], element_type=r[3], not_null=r[4], default=r[5],
+               identity=r[6] or "", generated=r[7] or "")
+        for r in conn.execute(_COLUMNS_SQL, {"oid": oid}).fetchall()
+    ]
+
+
 def describe_table(conn: psycopg.Connection, ref: TableRef) -> TableDescription:
     oid, relrowsecurity, relforcerowsecurity, relpersistence, comment = conn.execute(
         "SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence, obj_description(c.oid, 'pg_class')"
         " FROM pg_class c WHERE c.oid = %s::regclass",
         (ref.sql,),
     ).fetchone()
-    columns = [
-        Column(name=r[0], pg_type=r[1], base_type=r[2], element_type=r[3], not_null=r[4], default=r[5],
-               identity=r[6] or "", generated=r[7] or "")
-        for r in conn.execute(_COLUMNS_SQL, {"oid": oid}).fetchall()
-    ]
+    columns = _columns(conn, oid)
     constraints = _records(
         conn,
         "SELECT conname AS name, contype AS type, pg_get_constraintdef(oid, true) AS definition,"

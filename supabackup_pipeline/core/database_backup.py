@@ -19,6 +19,7 @@ from supabackup_pipeline.core.catalog import NO_SELECT, TableRef, extension_tabl
 from supabackup_pipeline.core.errors import SupabackupError
 from supabackup_pipeline.core.files import BackgroundSync, fsync_path, make_private_dir, sha256_file, write_json
 from supabackup_pipeline.core.parts import DatabasePart, Parts, TableEntry, UsersPart
+from supabackup_pipeline.core.process_memory import freed_memory_kept
 from supabackup_pipeline.core.project_lock import lock_project
 from supabackup_pipeline.core.schema_catalog import read_schema_catalog
 from supabackup_pipeline.core.schema_dump import dump_command, write_plain_sql
@@ -77,7 +78,7 @@ def backup_database(
     started = time.monotonic()
     db_dir = make_private_dir(out_dir / "database")
     users_dir = make_private_dir(out_dir / "users") if include_users else None
-    with open_snapshot(db_url) as snap:
+    with freed_memory_kept(), open_snapshot(db_url) as snap:
         lock_project(snap.coordinator, "backup")
         discovered = list_tables(snap.coordinator, schemas)
         result = DatabaseBackup(snapshot=snap.info, discovered_tables=[t.qualified for t in discovered])

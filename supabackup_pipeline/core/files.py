@@ -162,9 +162,10 @@ class HashingReader(io.RawIOBase):
         return data
 
     def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        memoryview(buffer)[:len(data)] = data
-        return len(data)
+        view = memoryview(buffer).cast("B")
+        n = self._raw.readinto(view)
+        self._digest.update(view[:n])
+        return n
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()

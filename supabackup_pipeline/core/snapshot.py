@@ -252,6 +252,18 @@ class _UntilMark(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
+        return b"".join(self._take(size))
+
+    def readinto(self, buffer) -> int:
+        """Up to len(buffer) bytes copied straight into buffer (the one copy `read_chunks` makes)."""
+        target, got = memoryview(buffer).cast("B"), 0
+        for view in self._take(len(target)):
+            target[got:got + len(view)] = view
+            got += len(view)
+        return got
+
+    def _take(self, size: int) -> list[memoryview]:
+        """The next `size` bytes (all if negative, fewer at the end) as views of what the pipe handed over."""
         while not self._done and (size < 0 or self._ready_bytes < size):
             self._pull()
         n = self._ready_bytes if size < 0 else min(size, self._ready_bytes)
@@ -265,7 +277,7 @@ class _UntilMark(io.RawIOBase):
                 self._ready[0] = view[n - got:]
             got += len(taken[-1])
         self._ready_bytes -= n
-        return b"".join(taken)
+        return taken
 
     def _pull(self) -> None:
         piece = self._pipe.read1(1 << 20)  # what the pipe has now: psql sends nothing after the mark

@@ -141,17 +141,28 @@ class _Pipe:
         return piece
 
 
+def _read_all(stream, size: int, into: bool) -> bytes:
+    """What `read(size)`, or `readinto` a buffer of `size` bytes (all of it if negative), hands out."""
+    out = b""
+    if not into:
+        while chunk := stream.read(size):
+            out += chunk
+        return out
+    buffer = bytearray(size if size > 0 else 4096)
+    while n := stream.readinto(buffer):
+        out += buffer[:n]
+    return out
+
+
 @pytest.mark.parametrize("sizes", [[], [1] * 80, [3, 7, 5, 1, 1, 2], [40, 1, 1], [41, 40, 39, 2, 1]])
 @pytest.mark.parametrize("reads", [1, 4, 64, -1])
-def test_a_psql_stream_ends_exactly_at_its_mark_however_the_pipe_splits_it(sizes, reads):
+@pytest.mark.parametrize("into", [False, True], ids=["read", "readinto"])
+def test_a_psql_stream_ends_exactly_at_its_mark_however_the_pipe_splits_it(sizes, reads, into):
     """The end mark may arrive in pieces, even byte by byte; what comes before it is handed on
-    whole and unchanged, whatever the read sizes."""
+    whole and unchanged, whatever the read sizes, read or copied into the reader's buffer."""
     from supabackup_pipeline.core.snapshot import _UntilMark
 
     mark = b"--supabackup-copy-end-0123456789--\n"
     body = bytes(range(256)) * 3 + mark[:-1] + b"x"  # a value that starts like the mark is data
     stream = _UntilMark(_Pipe(body + mark, sizes), mark)
-    out = b""
-    while chunk := stream.read(reads):
-        out += chunk
-    assert out == body and stream.marked
+    assert _read_all(stream, reads, into) == body and stream.marked

@@ -101,6 +101,28 @@ def test_a_changed_generated_column_is_recreated_as_backed_up(db, project_db_url
     assert db.execute(f"SELECT gross FROM {schema}.prices WHERE id = 100").fetchone()[0] == 12
 
 
+def test_long_values_are_restored_with_lz4_unless_their_column_says_otherwise(db, project_db_url, schema, tmp_path):
+    """The load compresses long values with lz4 where the server has it (faster than pglz, the
+    default); the values are the backup's, and a column's own COMPRESSION setting still wins."""
+    db.execute(f"""
+        CREATE TABLE {schema}.notes (id int PRIMARY KEY, body text, kept text COMPRESSION pglz);
+        INSERT INTO {schema}.notes SELECT g, repeat('note ' || g || ' ', 800), repeat('kept ' || g || ' ', 800)
+        FROM generate_series(1, 20) g;
+    """)
+    at_backup = rows(db, f"{schema}.notes")
+    manifest = back_up(project_db_url, schema, tmp_path)
+    db.execute(f"UPDATE {schema}.notes SET body = 'short' WHERE id % 2 = 0")
+    has_lz4 = db.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings"
+                         " WHERE name = 'default_toast_compression'").fetchone()[0]
+
+    apply_database_restore(project_db_url, plan(project_db_url, tmp_path, manifest), tmp_path, log=lambda _: None)
+
+    assert rows(db, f"{schema}.notes") == at_backup
+    methods = db.execute(f"SELECT DISTINCT pg_column_compression(body), pg_column_compression(kept)"
+                         f" FROM {schema}.notes").fetchall()
+    assert methods == [("lz4" if has_lz4 else "pglz", "pglz")]
+
+
 def _bulk_table(db, schema: str) -> None:
     db.execute(f"""
         CREATE TABLE {schema}.items (id int PRIMARY KEY, name text, tags text[], at timestamptz, price numeric);
@@ -209,14 +231,14 @@ def test_post_validation_refuses_to_commit_a_restore_that_differs(db, project_db
     manifest = back_up(project_db_url, schema, tmp_path)
     db.execute(f"DELETE FROM {schema}.items WHERE id % 2 = 0")
     before = rows(db, f"{schema}.items")
-    real_load = db_restore.load_table
+    real_load = db_restore.load_tables
 
-    def faulty_load(conn, parquet_path, sidecar, target=None):
-        loaded = real_load(conn, parquet_path, sidecar, target)
-        conn.execute(fault.format(t=f"{schema}.items"))
-        return loaded
+    def faulty_load(conn, jobs):
+        for loaded in real_load(conn, jobs):
+            conn.execute(fault.format(t=f"{schema}.items"))
+            yield loaded
 
-    monkeypatch.setattr(db_restore, "load_table", faulty_load)
+    monkeypatch.setattr(db_restore, "load_tables", faulty_load)
     with pytest.raises(SupabackupError, match="post-validation failed, nothing was changed") as failure:
         apply_database_restore(project_db_url, plan(project_db_url, tmp_path, manifest), tmp_path,
                                log=lambda _: None)

@@ -407,6 +407,30 @@ def test_a_load_the_server_rejects_midway_raises_and_leaves_no_row_and_no_thread
     assert threading.active_count() == threads
 
 
+def test_a_damaged_dump_of_the_next_table_fails_the_load_and_leaves_no_thread(project_db_url, db, tmp_path):
+    """The next table is read while this one's COPY runs: an error there (a damaged Parquet file)
+    reaches the caller as that table's, after the tables before it, and no reading thread is left."""
+    jobs = []
+    for name in ("first", "second"):
+        db.execute(f"CREATE TABLE public.{name} (id int, name text); INSERT INTO public.{name}"
+                   " SELECT g, 'n' || g FROM generate_series(1, 5000) g")
+        with open_snapshot(project_db_url) as snap, snap.worker() as conn:
+            dump = dump_table(snap, conn, TableRef("public", name), tmp_path)
+        db.execute(f"CREATE TABLE public.{name}_copy (LIKE public.{name})")
+        sidecar = json.loads((tmp_path / dump.sidecar_file).read_text())
+        jobs.append(table_load.LoadJob(tmp_path / dump.parquet_file, sidecar, TableRef("public", f"{name}_copy")))
+    damaged = jobs[1].parquet_path.read_bytes()
+    jobs[1].parquet_path.write_bytes(damaged[: len(damaged) // 2])
+    threads = threading.active_count()
+    loaded = []
+    with pytest.raises(pa.ArrowInvalid):
+        with connect(project_db_url) as conn, conn.transaction():
+            for rows in table_load.load_tables(conn, jobs):
+                loaded.append(rows)
+    assert loaded == [5000]
+    assert threading.active_count() == threads
+
+
 def test_enum_inet_interval_and_timetz_columns_load_as_binary_and_come_back_exactly(project_db_url, db, tmp_path,
                                                                                     copy_format):
     """Their binary fields are made from the text the dump holds (core/copy_binary_text.py): every
