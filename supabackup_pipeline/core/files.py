@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,7 +91,8 @@ def write_json(path: Path, data: object, sync: BackgroundSync | None = None) -> 
     """Write pretty JSON privately and durably (with `sync`: made durable by it, later); return
     its SHA-256."""
     raw = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
-    tmp = path.with_name(path.name + ".tmp")
+    # a name of its own per writer: two processes writing one file must not rename each other's
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         with open_private(tmp) as f:
             f.write(raw)

@@ -9,11 +9,14 @@ folder is *stale* when that process is gone: nothing will ever publish or clean 
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import multiprocessing
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from supabackup_pipeline.core.errors import Refused
@@ -51,17 +54,36 @@ def claim(owner_file: Path, folder: Path) -> None:
     write one folder and publish a mix of both: a folder another live run holds is refused. One a
     dead run left is taken over as it is (a re-execution from failure reuses its finished steps)."""
     me = owner_record()
+    with _locked(owner_file.parent):  # read, decide, write as one step: runs and steps claim at once
+        try:
+            held = json.loads(owner_file.read_text())
+        except (OSError, ValueError):
+            held = None
+        held = held if isinstance(held, dict) else None
+        if held is not None and _same_process(held, me):
+            return
+        if held is not None and owner_alive(owner_file, folder):
+            raise StagingHeld(f"backup {folder.name} {StagingHeld.MARK} (pid {held.get('pid')} on"
+                              f" {held.get('host')}): one backup ID is made by one run; choose a new ID")
+        write_json(owner_file, me)
+
+
+@contextmanager
+def _locked(folder: Path):
+    """An exclusive lock on `folder` (flock on the folder itself: no lock file to leave behind),
+    released when the holder exits, however it exits. A filesystem that cannot lock a folder (NFS
+    emulates flock with write locks) claims unlocked: the two runs must then start within the same
+    milliseconds to both hold it."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        held = json.loads(owner_file.read_text())
-    except (OSError, ValueError):
-        held = None
-    held = held if isinstance(held, dict) else None
-    if held is not None and _same_process(held, me):
-        return
-    if held is not None and owner_alive(owner_file, folder):
-        raise StagingHeld(f"backup {folder.name} {StagingHeld.MARK} (pid {held.get('pid')} on"
-                          f" {held.get('host')}): one backup ID is made by one run; choose a new ID")
-    write_json(owner_file, me)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        yield
+    finally:
+        os.close(fd)
 
 
 def _same_process(a: dict, b: dict) -> bool:

@@ -91,9 +91,22 @@ def wait_for_status(gql, run_id: str) -> str:
     return status
 
 
+ERRORS = """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { __typename
+  ... on ErrorEvent { error { message stack } } ... on MessageEvent { message level } } } } }"""
+
+
+def run_errors(gql, run_id: str) -> str:
+    """The run's error events and error-level messages, so a failed run says why."""
+    events = gql(ERRORS, id=run_id)["logsForRun"].get("events", [])
+    lines = [f"{e['__typename']}: {e.get('message')}\n{''.join((e.get('error') or {}).get('stack') or [])}"
+             f"{(e.get('error') or {}).get('message', '')}"
+             for e in events if e.get("error") or e.get("level") in ("ERROR", "CRITICAL")]
+    return "\n".join(lines)
+
+
 def launch(gql, repo, job: str, config: dict | None = None, partition: str = BACKUP_ID) -> str:
     run_id, status = launch_and_wait(gql, repo, job, config, partition)
-    assert status == "SUCCESS", f"{job} run {run_id} ended {status}"
+    assert status == "SUCCESS", f"{job} run {run_id} ended {status}:\n{run_errors(gql, run_id)}"
     return run_id
 
 
