@@ -96,13 +96,13 @@ _NUMERIC_SIGN = {b"NaN": 0xC000, b"Infinity": 0xD000, b"-Infinity": 0xF000}
 _NUMERIC_CELLS = 1 << 22  # digits × rows laid out at once: a few very long values must not cost GBs
 
 
-def _numeric(arr: pa.Array) -> pa.Array:
-    """Numeric fields, in halves while the batch is wide (numeric allows 147,455 digits): each
+def numeric_fields(arr: pa.Array) -> pa.Array:
+    """Numeric fields from numeric_out's text, in halves while the batch is wide (numeric allows 147,455 digits): each
     half pads its values only to its own longest."""
     longest = pc.max(pc.binary_length(arr)).as_py() or 0
     if len(arr) > 1 and len(arr) * longest > _NUMERIC_CELLS:
         half = len(arr) // 2
-        return pa.concat_arrays([_numeric(arr.slice(0, half)), _numeric(arr.slice(half))])
+        return pa.concat_arrays([numeric_fields(arr.slice(0, half)), numeric_fields(arr.slice(half))])
     return _numeric_fields(arr)
 
 
@@ -177,7 +177,7 @@ _SCALARS: dict[str, Encoder] = {
     "date": _numbers(">i4", pa.int32(), _PG_EPOCH_DAYS),
     "timestamp": _numbers(">i8", pa.int64(), _PG_EPOCH_US), "timestamptz": _numbers(">i8", pa.int64(), _PG_EPOCH_US),
     "time": _numbers(">i8", pa.int64()),
-    "uuid": _uuid, "numeric": _numeric, "jsonb": _jsonb,
+    "uuid": _uuid, "numeric": numeric_fields, "jsonb": _jsonb,
     **{t: var_fields for t in ("text", "varchar", "bpchar", "name", "json", "bytea")},
 }
 

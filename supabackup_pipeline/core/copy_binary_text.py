@@ -15,13 +15,14 @@ table as CSV (it tries every value before the COPY starts), so nothing is ever g
 from __future__ import annotations
 
 import ipaddress
+import struct
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from supabackup_pipeline.core.copy_binary import (
-    Encoder, array_encoder, big_endian, fixed_fields, rows_of, valid_mask, var_fields,
+    Encoder, array_encoder, big_endian, fixed_fields, numeric_fields, rows_of, valid_mask, var_fields,
 )
 from supabackup_pipeline.core.pg_types import pg_array_list
 
@@ -102,14 +103,19 @@ def _enum_array(element_oid: int) -> Encoder:
     return encoder
 
 
-def _network(cidr: bool) -> Encoder:
+def _network(cidr: bool, full_mask_left_out: bool = False) -> Encoder:
     """network_send: family, mask bits, is_cidr, address length, address bytes. The dump holds
-    `inet::text` (network_show: always `address/bits`). IPv4 is parsed with Arrow; IPv6, rarer,
-    by Python's ipaddress, value by value."""
+    `inet::text` (network_show: always `address/bits`); inside a composite's text an inet is
+    inet_out's, which leaves out `/32` and `/128` (`full_mask_left_out`). IPv4 is parsed with
+    Arrow; IPv6, rarer, by Python's ipaddress, value by value."""
 
     def encode(arr: pa.Array) -> pa.Array:
         n = len(arr)
-        halves = pc.split_pattern(pc.fill_null(arr, "0.0.0.0/0"), "/")
+        text = pc.fill_null(arr, "0.0.0.0/0")
+        if full_mask_left_out:
+            full = pc.if_else(pc.match_substring(text, ":"), "/128", "/32")
+            text = pc.if_else(pc.match_substring(text, "/"), text, pc.binary_join_element_wise(text, full, ""))
+        halves = pc.split_pattern(text, "/")
         if n and not pc.all(pc.equal(pc.list_value_length(halves), 2)).as_py():
             raise ValueError("a network address without its mask length")
         address, bits = pc.list_element(halves, 0), pc.list_element(halves, 1).cast(pa.int64()).to_numpy()
@@ -136,18 +142,132 @@ def _network(cidr: bool) -> Encoder:
     return encode
 
 
+def _macaddr(width: int) -> Encoder:
+    """macaddr_send / macaddr8_send: the address's bytes. macaddr_out prints lower-case hex pairs
+    joined by colons."""
+    pattern = "^[0-9a-f]{2}(?::[0-9a-f]{2}){%d}$" % (width - 1)
+
+    def encode(arr: pa.Array) -> pa.Array:
+        text = pc.fill_null(arr, ":".join(["00"] * width))
+        if not pc.all(pc.match_substring_regex(text, pattern)).as_py():
+            raise ValueError("a MAC address not in the form the server prints")
+        digits = pc.replace_substring(text, ":", "").cast(pa.large_string())
+        offsets = np.frombuffer(digits.buffers()[1], dtype=np.int64, count=len(digits) + 1)
+        chars = np.frombuffer(digits.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(-1, 2 * width)
+        nibbles = np.where(chars >= ord("a"), chars - (ord("a") - 10), chars - ord("0")).astype(np.uint8)
+        return fixed_fields(nibbles[:, 0::2] * 16 + nibbles[:, 1::2], valid_mask(arr))
+
+    return encode
+
+
+def _money(scale: int) -> Encoder:
+    """cash_send: the amount in the currency's smallest unit (int64). The dump holds money::numeric
+    (its scale is the backing-up server's lc_monetary's); `scale` is the restoring session's, the
+    one cash_in would read CSV's text with. A value with more decimals than that is rounded by
+    cash_in, so it raises here: the table goes as CSV, as before."""
+
+    def encode(arr: pa.Array) -> pa.Array:
+        parts = _parts(arr, r"^(?P<sign>-?)(?P<units>\d+)(?:\.(?P<cents>\d+))?$", "0")
+        cents = parts.field("cents")
+        if (pc.max(pc.utf8_length(cents)).as_py() or 0) > scale:
+            raise ValueError("more decimals than this server's money has")
+        digits = pc.binary_join_element_wise(parts.field("sign"), parts.field("units"),
+                                             pc.utf8_rpad(cents, scale, "0"), "")
+        return fixed_fields(big_endian(digits.cast(pa.int64()).to_numpy(), ">i8"), valid_mask(arr))
+
+    return encode
+
+
+def _integer(dtype: str) -> Encoder:
+    """int2/int4/int8 from their text (a composite's attribute)."""
+    bits = 8 * np.dtype(dtype).itemsize
+
+    def encode(arr: pa.Array) -> pa.Array:
+        parts = _parts(arr, r"^(?P<value>-?\d+)$", "0")
+        values = parts.field("value").cast(pa.int64()).to_numpy()
+        if (values < -(1 << (bits - 1))).any() or (values >= 1 << (bits - 1)).any():
+            raise ValueError("an integer out of its type's range")
+        return fixed_fields(big_endian(values, dtype), valid_mask(arr))
+
+    return encode
+
+
+def _numeric_text(arr: pa.Array) -> pa.Array:
+    """numeric from numeric_out's text (a composite's attribute), checked to be that form."""
+    if not pc.all(pc.match_substring_regex(pc.fill_null(arr, "0"), r"^(?:NaN|-?Infinity|-?\d+(?:\.\d+)?)$")).as_py():
+        raise ValueError("a numeric not in the form the server prints")
+    return numeric_fields(arr)
+
+
+def _bool(arr: pa.Array) -> pa.Array:
+    text = pc.fill_null(arr, "f")
+    if not pc.all(pc.is_in(text, pa.array(["t", "f"]))).as_py():
+        raise ValueError("a boolean not in the form the server prints")
+    return fixed_fields(pc.equal(text, "t").to_numpy(zero_copy_only=False).astype(np.uint8)[:, None], valid_mask(arr))
+
+
+def _record_field(index: int) -> str:
+    """One attribute in record_out's text: quoted (`"..."`, `"` and `\\` doubled inside) when it is
+    empty or holds a quote, backslash, parenthesis, comma or white space; bare otherwise; nothing
+    for NULL."""
+    return (rf'(?:(?P<q{index}>"(?:[^"\\]|""|\\\\)*")|(?P<u{index}>[^"\\(),\s\v]*))')
+
+
+def _record(attributes: list[tuple[int, Encoder]]) -> Encoder:
+    """record_send: the attribute count, then each attribute's type OID and field. The dump holds
+    the composite's text (record_out); each attribute is cut out of it and encoded from its own text."""
+    pattern = r"^\(" + ",".join(_record_field(i) for i in range(len(attributes))) + r"\)$"
+    count = pa.scalar(struct.pack(">i", len(attributes)), pa.large_binary())
+    oids = [pa.scalar(struct.pack(">I", oid), pa.large_binary()) for oid, _ in attributes]
+    no_text = pa.scalar(None, pa.string())
+
+    def encode(arr: pa.Array) -> pa.Array:
+        parts = pc.extract_regex(pc.fill_null(arr, "(" + "," * (len(attributes) - 1) + ")"), pattern)
+        if parts.null_count:
+            raise ValueError("a composite value not in the form the server prints")
+        pieces = [count]
+        for i, (oid, (_, encode_attribute)) in enumerate(zip(oids, attributes)):
+            quoted, bare = parts.field(f"q{i}"), parts.field(f"u{i}")
+            inner = pc.replace_substring(pc.replace_substring(pc.utf8_slice_codeunits(quoted, 1, -1), '""', '"'),
+                                         "\\\\", "\\")
+            text = pc.if_else(pc.not_equal(quoted, ""), inner, pc.if_else(pc.equal(bare, ""), no_text, bare))
+            pieces += [oid, encode_attribute(text)]
+        payload = pc.binary_join_element_wise(*pieces, pa.scalar(b"", pa.large_binary()))
+        return var_fields(pc.if_else(arr.is_valid(), payload, pa.scalar(None, pa.large_binary())))
+
+    return encode
+
+
 _BY_RECEIVE: dict[str, Encoder] = {
     "enum_recv": var_fields,  # enum_send: the label's bytes
     "interval_recv": interval_fields,
     "timetz_recv": timetz_fields,
     "inet_recv": _network(cidr=False),
     "cidr_recv": _network(cidr=True),
+    "macaddr_recv": _macaddr(6),
+    "macaddr8_recv": _macaddr(8),
+}
+
+# A composite's attributes arrive as text, whatever their type; these types read it exactly here.
+_ATTRIBUTE_BY_RECEIVE: dict[str, Encoder] = {
+    **_BY_RECEIVE,
+    "inet_recv": _network(cidr=False, full_mask_left_out=True),
+    **{receive: var_fields for receive in ("textrecv", "varcharrecv", "bpcharrecv")},
+    "int2recv": _integer(">i2"), "int4recv": _integer(">i4"), "int8recv": _integer(">i8"),
+    "numeric_recv": _numeric_text, "boolrecv": _bool,
 }
 
 
-def text_form_encoder(receive: str | None, element_receive: str | None = None, element_oid: int = 0) -> Encoder | None:
+def text_form_encoder(receive: str | None, element_receive: str | None = None, element_oid: int = 0,
+                      detail: object = None) -> Encoder | None:
     """The encoder for a column whose (base) type reads binary with `receive` (for an array:
-    `array_recv`, and its element type's receive function and OID), or None."""
+    `array_recv`, and its element type's receive function and OID), or None. `detail`: for money,
+    the restoring session's scale; for a composite, its attributes' [type OID, receive function]."""
     if receive == "array_recv" and element_receive == "enum_recv":
         return _enum_array(element_oid)
+    if receive == "cash_recv" and isinstance(detail, int):
+        return _money(detail)
+    if receive == "record_recv" and detail:
+        attributes = [(oid, _ATTRIBUTE_BY_RECEIVE.get(attribute_receive)) for oid, attribute_receive in detail]
+        return _record(attributes) if all(encode for _, encode in attributes) else None
     return _BY_RECEIVE.get(receive or "")

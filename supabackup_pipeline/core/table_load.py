@@ -8,9 +8,9 @@ an overflow value taking its column's place. Generated columns are left for the 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
-import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,10 @@ from supabackup_pipeline.core.pg_types import OVERFLOW_PREFIX, quote_ident
 
 BATCH_BYTES = 8 << 20  # decoded Parquet bytes per batch: memory stays flat whatever the row width
 MAX_BATCH_ROWS = 64 * 1024  # narrow rows: more per batch only adds memory, not speed
-IN_FLIGHT = 1  # encoded batches prepared ahead of the one being sent (2: the same speed, ~20 MB more at large)
+# Encoded COPY data prepared ahead of what is being sent (a batch larger than this still goes, alone).
+# Bytes, not batches: the client gets ahead while the server is busy with a table of long values
+# (little to encode), and spends it where encoding is slower than the server's binary load (composites).
+IN_FLIGHT_BYTES = 16 << 20
 READ_BUFFER = 1 << 20  # Parquet column chunks are read through a buffer of this size, not whole
 
 
@@ -209,19 +212,15 @@ def load_tables(conn: psycopg.Connection, jobs: list[LoadJob]) -> Iterator[int]:
     server never waits for a table's first batch (0.9 s of a 6.4 s load on the realistic benchmark).
     """
     receive = _receive_functions(conn, [job.table for job in jobs])  # before any COPY, while conn is free
-    prepared: queue.Queue = queue.Queue(maxsize=IN_FLIGHT)
-    stop = threading.Event()
-    producer = threading.Thread(target=_prepare_all, args=(jobs, receive, prepared, stop), name="copy-prepare",
+    prepared = _Handover(IN_FLIGHT_BYTES)
+    producer = threading.Thread(target=_prepare_all, args=(jobs, receive, prepared), name="copy-prepare",
                                 daemon=True)
     producer.start()
     try:
         for job in jobs:
             yield _copy_prepared(conn, job, prepared)
     finally:
-        stop.set()
-        while producer.is_alive():  # it may be waiting to hand over a batch
-            with contextlib.suppress(queue.Empty):
-                prepared.get(timeout=0.05)
+        prepared.stop()  # a producer waiting to hand over a batch gives up
         producer.join()
 
 
@@ -229,24 +228,61 @@ class _Stopped(Exception):
     """The loading ended (done, or failed) before the producer had handed over everything."""
 
 
-def _prepare_all(jobs: list[LoadJob], receive: list[dict], prepared: queue.Queue, stop: threading.Event) -> None:
-    """For each job: its COPY statement (None: no column to copy), then its data, then the end."""
-    def hand(item: tuple) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                prepared.put(item, timeout=0.05)
-                return
-        raise _Stopped
+class _Handover:
+    """Items from the producer to the sending thread, in order, with at most `limit` bytes of COPY
+    data waiting (one item always fits, whatever its size)."""
 
+    def __init__(self, limit: int) -> None:
+        self._items: collections.deque = collections.deque()
+        self._bytes = 0
+        self._limit = limit
+        self._stopped = False
+        self._changed = threading.Condition()
+
+    def put(self, item: tuple) -> None:
+        """Wait for room; raises _Stopped once the sender has stopped taking items."""
+        size = _size(item)
+        with self._changed:
+            while self._items and self._bytes + size > self._limit and not self._stopped:
+                self._changed.wait()
+            if self._stopped:
+                raise _Stopped
+            self._items.append((item, size))
+            self._bytes += size
+            self._changed.notify_all()
+
+    def get(self) -> tuple:
+        with self._changed:
+            while not self._items:
+                self._changed.wait()
+            item, size = self._items.popleft()
+            self._bytes -= size
+            self._changed.notify_all()
+            return item
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._items.clear()
+            self._changed.notify_all()
+
+
+def _size(item: tuple) -> int:
+    kind, value = item
+    return memoryview(value[0]).nbytes if kind == "data" else 0
+
+
+def _prepare_all(jobs: list[LoadJob], receive: list[dict], prepared: _Handover) -> None:
+    """For each job: its COPY statement (None: no column to copy), then its data, then the end."""
     try:
         for job, functions in zip(jobs, receive):
             for item in _prepared_items(job, functions):
-                hand(item)
+                prepared.put(item)
     except _Stopped:
         pass
     except BaseException as exc:  # raised by the loading thread, in the middle of the job's COPY
         with contextlib.suppress(_Stopped):
-            hand(("failed", exc))
+            prepared.put(("failed", exc))
 
 
 def _prepared_items(job: LoadJob, receive: dict[str, tuple]) -> Iterator[tuple]:
@@ -271,14 +307,14 @@ def _prepared_items(job: LoadJob, receive: dict[str, tuple]) -> Iterator[tuple]:
     yield "end", None
 
 
-def _next(prepared: queue.Queue) -> tuple:
+def _next(prepared: _Handover) -> tuple:
     kind, value = prepared.get()
     if kind == "failed":
         raise value
     return kind, value
 
 
-def _copy_prepared(conn: psycopg.Connection, job: LoadJob, prepared: queue.Queue) -> int:
+def _copy_prepared(conn: psycopg.Connection, job: LoadJob, prepared: _Handover) -> int:
     """One job's COPY, of the data `_prepare_all` hands over for it."""
     kind, statement = _next(prepared)
     assert kind == "copy", kind
@@ -323,20 +359,26 @@ def batch_rows(parquet: pq.ParquetFile, columns: list[str]) -> int:
 
 
 def _receive_functions(conn: psycopg.Connection, tables: list[TableRef]) -> list[dict[str, tuple]]:
-    """For each table: its columns → the receive function of their type (of a domain's base type)
-    and, for an array, its element type's receive function and OID: what the server will read the
-    column's binary fields with. One query for all the tables."""
+    """For each table: its columns → the receive function of their type (of a domain's base type),
+    for an array its element type's receive function and OID, for money this session's scale, for
+    a composite its attributes' type OIDs and receive functions: what the server will read the
+    column's binary fields with (copy_binary_text.text_form_encoder). One query for all the tables."""
     found: list[dict[str, tuple]] = [{} for _ in tables]
     rows = conn.execute(
-        "SELECT t.i, a.attname, b.typreceive::text, e.typreceive::text, e.oid"
+        "SELECT t.i, a.attname, b.typreceive::text, e.typreceive::text, e.oid,"
+        "  CASE WHEN b.typreceive = 'cash_recv'::regproc THEN to_json(scale(1::money::numeric))"
+        "   WHEN b.typtype = 'c' THEN (SELECT json_agg(json_build_array(ca.atttypid::int8, cb.typreceive::text) ORDER BY ca.attnum)"
+        "    FROM pg_attribute ca JOIN pg_type ct ON ct.oid = ca.atttypid"
+        "    JOIN pg_type cb ON cb.oid = CASE WHEN ct.typtype = 'd' THEN ct.typbasetype ELSE ct.oid END"
+        "    WHERE ca.attrelid = b.typrelid AND ca.attnum > 0 AND NOT ca.attisdropped) END"
         " FROM unnest(%s::regclass[]) WITH ORDINALITY t(rel, i)"
         " JOIN pg_attribute a ON a.attrelid = t.rel"
         " JOIN pg_type ty ON ty.oid = a.atttypid"
         " JOIN pg_type b ON b.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END"
         " LEFT JOIN pg_type e ON e.oid = b.typelem AND b.typreceive = 'array_recv'::regproc"
         " WHERE a.attnum > 0 AND NOT a.attisdropped", ([t.sql for t in tables],)).fetchall()
-    for i, name, receive, element_receive, element_oid in rows:
-        found[i - 1][name] = (receive, element_receive, element_oid)
+    for i, name, receive, element_receive, element_oid, detail in rows:
+        found[i - 1][name] = (receive, element_receive, element_oid, detail)
     return found
 
 
@@ -351,8 +393,8 @@ def _binary_encoders(parquet: pq.ParquetFile, sidecar: dict, columns: list[str],
                      receive: dict[str, tuple]) -> list | None:
     """One binary encoder per column, or None when the table must go as CSV: a column without a
     binary form, a value in an overflow column other than a date's or time's ±infinity (BC
-    timestamps, odd arrays), or a text-form value (enum, inet, interval, timetz) copy_binary_text
-    cannot encode exactly."""
+    timestamps, odd arrays), or a text-form value (enum, inet, interval, timetz, macaddr, money, a
+    composite) copy_binary_text cannot encode exactly."""
     by_name = {c["name"]: c for c in sidecar["columns"]}
     from_text = {c: text_form_encoder(*receive.get(c, ()))
                  for c in columns if copy_binary.column_encoder(by_name[c]) is None}
