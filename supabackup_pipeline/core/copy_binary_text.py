@@ -184,7 +184,7 @@ def _integer(dtype: str) -> Encoder:
 
     def encode(arr: pa.Array) -> pa.Array:
         parts = _parts(arr, r"^(?P<value>-?\d+)$", "0")
-        values = parts.field("value").cast(pa.int64()).to_numpy()
+        values = _integers(parts, "value")
         if (values < -(1 << (bits - 1))).any() or (values >= 1 << (bits - 1)).any():
             raise ValueError("an integer out of its type's range")
         return fixed_fields(big_endian(values, dtype), valid_mask(arr))
