@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import dagster as dg
 from pydantic import Field
 
+from supabackup_pipeline.code_location import ONE_STEP_AFTER_ANOTHER
 from supabackup_pipeline.settings import PARTITION_TAG, Tag, retention_policy
 from supabackup_pipeline.assets.keys import (
     DATABASE_SCHEMA_KEY, MANIFEST_KEY, STORAGE_BUCKETS_KEY, USERS_KEY, bucket_key, table_key,
@@ -108,7 +109,7 @@ def delete_backup(context: dg.OpExecutionContext, config: DeleteConfig, backups:
                                      "asset_partitions_wiped": wiped})
 
 
-@dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "delete"},
+@dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "delete"}, executor_def=ONE_STEP_AFTER_ANOTHER,
         description="Delete the backup chosen as the partition (refuses the only valid backup unless force).")
 def delete_backup_job():
     delete_backup()
@@ -144,9 +145,15 @@ def prune_backups(context: dg.OpExecutionContext, config: PruneConfig, backups: 
     })
 
 
-@dg.job(tags={Tag.KIND: "prune"}, description="Apply the retention policy (SUPABACKUP_KEEP_* or run config).")
+@dg.job(tags={Tag.KIND: "prune"}, executor_def=ONE_STEP_AFTER_ANOTHER, description="Apply the retention policy (SUPABACKUP_KEEP_* or run config).")
 def prune_job():
     prune_backups()
+
+
+# How often the daemon asks the run-status sensors below for the runs that ended since: a prune or
+# a cleanup follows its run within ~10 s instead of Dagster's default 30 s. A tick reads only the
+# instance's new run events.
+RUN_STATUS_SENSOR_INTERVAL_S = 10
 
 
 def is_backup_run(run: dg.DagsterRun) -> bool:
@@ -158,13 +165,13 @@ def is_backup_run(run: dg.DagsterRun) -> bool:
 
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS, monitor_all_code_locations=True, request_job=prune_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=RUN_STATUS_SENSOR_INTERVAL_S,
     description="After each successful backup (UI, schedule or CLI), apply the retention policy.",
 )
 def prune_after_backup(context: dg.RunStatusSensorContext):
     # None, not a SkipReason, for other runs: Dagster ends the tick at the first run the function
     # returns something for, so a SkipReason per validate or rollback run delayed the prune after a
-    # backup by one tick (30 s) per run that ended before it.
+    # backup by one tick per run that ended before it.
     if is_backup_run(context.dagster_run):
         return dg.RunRequest(run_key=f"prune-after-{context.dagster_run.run_id}")
     return None
@@ -185,6 +192,7 @@ def _discard_ended_backup(context: dg.RunStatusSensorContext, backups: BackupSto
 
 @dg.run_failure_sensor(
     monitor_all_code_locations=True, default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=RUN_STATUS_SENSOR_INTERVAL_S,
     description="After a failed backup, remove its staging folder and its partition (nothing was published).",
 )
 def discard_failed_backup(context: dg.RunFailureSensorContext, backups: BackupStorage):
@@ -193,7 +201,7 @@ def discard_failed_backup(context: dg.RunFailureSensorContext, backups: BackupSt
 
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.CANCELED, monitor_all_code_locations=True,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=RUN_STATUS_SENSOR_INTERVAL_S,
     description="After a canceled backup, remove its staging folder and its partition (nothing was published).",
 )
 def discard_canceled_backup(context: dg.RunStatusSensorContext, backups: BackupStorage):

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from supabackup_pipeline.code_location import ONE_STEP_AFTER_ANOTHER
 from supabackup_pipeline.settings import Tag
 from supabackup_pipeline.assets.keys import MANIFEST_KEY
 from supabackup_pipeline.core.backup_id import validate_backup_id
@@ -46,7 +47,7 @@ def verify_backup_files(context: dg.OpExecutionContext, config: VerifyConfig, ba
     context.log.info(f"backup {backup_id} {outcome} ({report.files_checked} files, {report.bytes_read} bytes read)")
 
 
-@dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "verify"},
+@dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "verify"}, executor_def=ONE_STEP_AFTER_ANOTHER,
         description="Verify one backup (choose its ID as the partition): every file against the manifest.")
 def validate_backup_job():
     verify_backup_files()

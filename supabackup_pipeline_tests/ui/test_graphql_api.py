@@ -104,6 +104,18 @@ def run_errors(gql, run_id: str) -> str:
     return "\n".join(lines)
 
 
+MESSAGES = """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
+  ... on MessageEvent { message } } } } }"""
+
+
+def executed_in_process(gql, run_id: str) -> bool:
+    """Whether the run's steps ran in the run's own process (Dagster's in-process executor says so
+    in an engine event; the multiprocess executor names its parent process instead)."""
+    messages = [e.get("message") or "" for e in gql(MESSAGES, id=run_id)["logsForRun"].get("events", [])]
+    assert any(m.startswith("Executing steps ") for m in messages), messages
+    return any(m.startswith("Executing steps in process") for m in messages)
+
+
 def launch(gql, repo, job: str, config: dict | None = None, partition: str = BACKUP_ID) -> str:
     run_id, status = launch_and_wait(gql, repo, job, config, partition)
     assert status == "SUCCESS", f"{job} run {run_id} ended {status}:\n{run_errors(gql, run_id)}"
@@ -127,6 +139,7 @@ def test_every_seed_endpoint_has_a_graphql_call(dagster_dev):
     assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess"
     backup_run = launch(gql, repo, "backup_job")
     assert json.loads((backups / BACKUP_ID / "metadata.json").read_text())["status"] == "valid"
+    assert not executed_in_process(gql, backup_run)  # its database and Storage steps run in parallel
 
     # GET /migration/backups: the backup runs (and their partitions)
     assert backup_run in runs_tagged(gql, "backup")
@@ -140,8 +153,9 @@ def test_every_seed_endpoint_has_a_graphql_call(dagster_dev):
     assert entries["status"] == "valid" and entries["backup_id"] == BACKUP_ID and entries["files"] > 0
 
     # POST /migration/validate-backup/:id
-    launch(gql, repo, "validate_backup_job")
+    validate_run = launch(gql, repo, "validate_backup_job")
     assert json.loads((backups / BACKUP_ID / "verification.json").read_text())["valid"] is True
+    assert executed_in_process(gql, validate_run)  # one step: no step process to start
 
     # POST /migration/rollback/:backupId (with the confirmation a real rollback needs)
     with psycopg.connect(env["SUPABASE_DB_URL"], autocommit=True) as db:
@@ -150,6 +164,8 @@ def test_every_seed_endpoint_has_a_graphql_call(dagster_dev):
         "confirm": BACKUP_ID, "safety_backup": False, "components": ["database", "users"]}}}})
     with psycopg.connect(env["SUPABASE_DB_URL"]) as db:
         assert db.execute("SELECT count(*) FROM public.things").fetchone()[0] == 50
+
+    assert executed_in_process(gql, rollback_run)  # its steps run one after another
 
     # GET /migration/rollbacks
     assert rollback_run in runs_tagged(gql, "rollback")
