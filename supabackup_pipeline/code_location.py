@@ -20,10 +20,10 @@ from supabackup_pipeline.settings import workspace_file
 DEFINITIONS_MODULE = "supabackup_pipeline.definitions"
 REPOSITORY_NAME = "__repository__"  # the one repository a Definitions object makes
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}  # run config: steps run in this process
-# The executor of the jobs whose steps run one after another (validate, delete, prune, rollback): a
-# step process of the multiprocess executor would only add its start-up (imports, ~2 s on 2 cores)
-# to every step of every run. The backup's database and storage steps run in parallel: it keeps
-# Dagster's default executor.
+# The executor of the light one-step jobs (validate, delete, prune): a step process of the
+# multiprocess executor would only add its start-up (imports, ~2 s on 2 cores) to every run. The
+# backup's database and Storage steps run in parallel, and the rollback's restore step holds the
+# project pool (see rollback_job): both keep Dagster's default executor.
 ONE_STEP_AFTER_ANOTHER = dg.in_process_executor
 
 

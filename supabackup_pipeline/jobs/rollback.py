@@ -15,7 +15,7 @@ from pydantic import Field
 
 from supabackup_pipeline.settings import PARTITION_TAG, Tag
 from supabackup_pipeline.assets.keys import live_table_key
-from supabackup_pipeline.code_location import ONE_STEP_AFTER_ANOTHER, execute_location_run, failure_message, interrupted
+from supabackup_pipeline.code_location import execute_location_run, failure_message, interrupted
 from supabackup_pipeline.core import in_use
 from supabackup_pipeline.core.backup_id import validate_backup_id
 from supabackup_pipeline.core.db_restore import RestoreRefused
@@ -178,7 +178,11 @@ def build_rollback_job(definitions: Callable[[], dg.Definitions]) -> dg.JobDefin
     """rollback_job of the code location `definitions()` (see build_verify_and_protect)."""
     verify_and_protect = build_verify_and_protect(definitions)
 
-    @dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "rollback"}, executor_def=ONE_STEP_AFTER_ANOTHER,
+    # Dagster's default executor, a process per step: should the restore step's process die (the
+    # kernel's OOM killer picks the largest), the run's own process is still there to fail the run,
+    # which frees the project pool. A dead run process would leave the run STARTED, holding the pool
+    # from every later backup and rollback (the default run launcher cannot check on it).
+    @dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "rollback"},
             description="Roll the live project back to the backup chosen as the partition (needs `confirm`).")
     def rollback_job():
         rollback_project(verify_and_protect())
