@@ -15,6 +15,7 @@ from supabackup_pipeline.assets.database import build_database_dump, live_table_
 from supabackup_pipeline.assets.manifest import build_manifest_asset
 from supabackup_pipeline.assets.storage import build_storage_mirror
 from supabackup_pipeline.checks.integrity import build_integrity_checks
+from supabackup_pipeline.code_location import STEP_PROCESSES
 from supabackup_pipeline.console import phase_logger
 from supabackup_pipeline.core.catalog import TableRef
 from supabackup_pipeline.core.discovery_cache import read_catalog
@@ -42,6 +43,7 @@ def build_definitions(backup_path: str | None = None) -> dg.Definitions:
         jobs=[backup_job, validate_backup_job, build_rollback_job(lambda: defs), delete_backup_job, prune_job],
         sensors=[prune_after_backup, discard_failed_backup, discard_canceled_backup, reject_invalid_partitions],
         schedules=[backup_schedule],
+        executor=STEP_PROCESSES,  # for the jobs without their own: backup_job, rollback_job
         loggers={"phases": phase_logger},  # the CLI's quiet output, chosen in its runs' config
         resources={
             "database": SupabaseDatabase(
