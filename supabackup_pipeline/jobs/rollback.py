@@ -178,9 +178,9 @@ def build_rollback_job(definitions: Callable[[], dg.Definitions]) -> dg.JobDefin
     """rollback_job of the code location `definitions()` (see build_verify_and_protect)."""
     verify_and_protect = build_verify_and_protect(definitions)
 
-    # Dagster's default executor, a process per step: should the restore step's process die (the
-    # kernel's OOM killer picks the largest), the run's own process is still there to fail the run,
-    # which frees the project pool. A dead run process would leave the run STARTED, holding the pool
+    # The code location's executor, a process per step (STEP_PROCESSES): should the restore step's
+    # process die (the kernel's OOM killer picks the largest), the run's own process is still there
+    # to fail the run, which frees the project pool. A dead run process would leave the run STARTED, holding the pool
     # from every later backup and rollback (the default run launcher cannot check on it).
     @dg.job(partitions_def=backup_partitions, tags={Tag.KIND: "rollback"},
             description="Roll the live project back to the backup chosen as the partition (needs `confirm`).")
