@@ -21,6 +21,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 
+# The instance of the UI tests: no telemetry, and the run queue dequeued every second instead of
+# every 5 s (Dagster's default), so that a launched run starts at once.
+INSTANCE_YAML = (
+    "telemetry:\n  enabled: false\n"
+    "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
+    "  config:\n    dequeue_interval_seconds: 1\n"
+)
+
 # The run page's status tag, once the run is over (RunStatusTag's labels).
 FINAL_STATUS = re.compile(r"^(Success|Failure|Canceled)$")
 

@@ -17,6 +17,7 @@ import pytest
 
 from supabackup_pipeline.dev.postgres_cluster import free_port
 from processes import start_group, stop_group
+from ui.dagster_ui import INSTANCE_YAML
 
 pytestmark = pytest.mark.e2e  # a running Dagster (webserver, daemon or instance database): left out of the fast subset
 
@@ -46,7 +47,7 @@ def dagster_dev(tmp_path_factory, stack_env, project_db_url):
     env = {**os.environ, **stack_env, "SUPABASE_DB_URL": project_db_url, "BACKUP_PATH": str(base / "backups"),
            "DAGSTER_HOME": str(base / "home")}
     (base / "home").mkdir()
-    (base / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (base / "home" / "dagster.yaml").write_text(INSTANCE_YAML)
     proc = start_group([sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port)],
                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gql = GraphQL(port)

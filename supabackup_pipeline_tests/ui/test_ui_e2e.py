@@ -38,7 +38,7 @@ from supabackup_pipeline.assets.keys import key_part
 
 sys.path.insert(0, os.path.dirname(__file__))
 from ui.dagster_ui import (  # noqa: E402
-    ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, DagsterDev, Shots, Steps, filter_runs_by_tag, launch_run,
+    ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, INSTANCE_YAML, ROOT, DagsterDev, Shots, Steps, filter_runs_by_tag, launch_run,
     metadata_value, open_launchpad, run_id_from_url, settle, visible_text, wait_for_run_to_finish, zoom_graph_to_fit,
 )
 
@@ -125,8 +125,7 @@ def dagster_dev(stack, project, project_db_url, tmp_path_factory):
     home = base / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\n"
-        "concurrency:\n  pools:\n    default_limit: 1\n"  # as the README recommends for supabackup_project
+        INSTANCE_YAML + "concurrency:\n  pools:\n    default_limit: 1\n"  # as the README recommends for supabackup_project
     )
     env = {**os.environ, **stack.env(), "SUPABASE_DB_URL": project_db_url, "BACKUP_PATH": str(base / "backups"),
            "DAGSTER_HOME": str(home)}
