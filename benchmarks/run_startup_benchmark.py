@@ -61,8 +61,10 @@ print(json.dumps(seconds))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per start method, interleaved")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per start method, interleaved (1-60)")
     args = parser.parse_args()
+    if not 1 <= args.rounds <= 60:  # a round's backup IDs are minutes of one hour
+        parser.error("--rounds must be between 1 and 60")
     root = Path(tempfile.mkdtemp(prefix="supabackup-startup-"))
     info = create_database(root / "stack")
     storage = start_storage_api(info, root / "storage.log")
@@ -78,7 +80,8 @@ def main() -> None:
         times: dict[str, dict[str, list[float]]] = {"spawn": {}, "forkserver": {}}
         for round_ in range(args.rounds):
             for method in times:
-                key = f"202611{10 + round_:02d}T0000{0 if method == 'spawn' else 1}0Z"
+                # a backup ID per round and method: minute = round, second 00 (spawn) or 30 (forkserver)
+                key = f"20261101T00{round_:02d}{'00' if method == 'spawn' else '30'}Z"
                 done = subprocess.run([sys.executable, "-c", ROUND, method, key], env=env, cwd=ROOT,
                                       capture_output=True, text=True)
                 if done.returncode:
