@@ -37,7 +37,7 @@ from supabackup_pipeline.core.fingerprint import backup_fingerprint, live_copy_s
 from supabackup_pipeline.core.pg_types import Column, quote_ident
 from supabackup_pipeline.core import schema_restore
 from supabackup_pipeline.core.parts import Parts, TableEntry
-from supabackup_pipeline.core.process_memory import use_lean_pool
+from supabackup_pipeline.core.process_memory import hand_freed_memory_back
 from supabackup_pipeline.core.project_lock import lock_project
 from supabackup_pipeline.core.schema_catalog import SCHEMA_CATALOG, SUPABASE_SCHEMAS, publication_tables
 from supabackup_pipeline.core.schema_dump import SCHEMA_DUMP, Entry, compare_entries, live_entries, read_entries
@@ -135,7 +135,7 @@ def plan_database_restore(
     into the existing tables and undoes their column drift.
     """
     conn.execute("SET jit = off")  # see the note on JIT at the top
-    use_lean_pool()
+    hand_freed_memory_back()
     parts = Parts.from_manifest(manifest)
     available = parts.table_dumps(components)
     schemas = parts.database.schemas if parts.database else []
@@ -453,7 +453,7 @@ def _lock_holders(db_url: str, schemas: list[str]) -> list[tuple]:
 
 
 def _apply(db_url: str, plan: DatabasePlan, root: Path, log: Log) -> dict:
-    use_lean_pool()
+    hand_freed_memory_back()
     started = time.monotonic()
     results: list[dict] = []
     phases: dict[str, float] = {}

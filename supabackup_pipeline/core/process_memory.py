@@ -31,7 +31,7 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 RESTORE_MMAP_THRESHOLD = 4 << 20  # fixed: glibc no longer raises it as large blocks are freed
 
 
-def use_lean_pool() -> None:
+def hand_freed_memory_back() -> None:
     """Hand freed memory back at once: Arrow's default pool jemalloc with immediate decay (kept as is
     where jemalloc is not built in), and glibc's blocks of 4 MB or more mapped on their own."""
     libc = _glibc()

@@ -37,11 +37,11 @@ def test_a_backup_reuses_freed_memory_and_hands_it_back_when_done():
 _RESTORE_ALLOCATIONS = """
 import os
 import numpy as np
-from supabackup_pipeline.core.process_memory import use_lean_pool
+from supabackup_pipeline.core.process_memory import hand_freed_memory_back
 def rss_mb():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-use_lean_pool()
+hand_freed_memory_back()
 before = rss_mb()
 for _ in range(3):  # as a restore encodes batch after batch: large temporaries, freed each time
     buffer = np.ones(16 << 20, np.uint8)
