@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from supabackup_pipeline.core.catalog import TableDescription, TableRef
 from supabackup_pipeline.core.pg_types import Column
-from supabackup_pipeline.core.table_dump import arrow_schema, binary_batches, copy_select_sql
+from supabackup_pipeline.core.table_dump import arrow_schema, binary_batches, copy_select_sql, dumped_columns
 from supabackup_pipeline.core.table_load import text_batch
 
 
@@ -62,8 +62,9 @@ class _Fingerprint:
 
 
 def column_names(sidecar: dict) -> list[str]:
-    """Every column, generated ones too: a restored table must also compute them as the backup did."""
-    return [c["name"] for c in sidecar["columns"]]
+    """The columns compared value by value: the ones a restore loads, not the stored generated ones
+    (which the server computes; dumps of format 4 on do not hold them, see `dumped_columns`)."""
+    return [c.name for c in dumped_columns(sidecar_columns(sidecar))]
 
 
 def fingerprint_batches(batches: Iterable[pa.RecordBatch], columns: list[str]) -> tuple[int, str]:
@@ -125,7 +126,8 @@ def live_fingerprint(conn: psycopg.Connection, description: TableDescription, si
 
 def sidecar_columns(sidecar: dict) -> list[Column]:
     """The columns as the dump described them: what its COPY select list was built from."""
-    return [Column(name=c["name"], pg_type=c["type"], base_type=c["base_type"], element_type=c.get("element_type"))
+    return [Column(name=c["name"], pg_type=c["type"], base_type=c["base_type"], element_type=c.get("element_type"),
+                   generated="s" if c.get("generated") else "")
             for c in sidecar["columns"]]
 
 

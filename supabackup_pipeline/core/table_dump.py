@@ -28,8 +28,9 @@ PARQUET_ROW_GROUP = 256 * 1024
 ZSTD_LEVEL = 1
 # 1: rows read as CSV, copy_sha256 of that CSV text. 2: read as binary COPY (first field a marker,
 # see copy_read), copy_sha256 of that binary stream. 3: the same, but dates and times are read as
-# they are and split into value and overflow on the client (pg_datetime). Same Parquet in all.
-FORMAT_VERSION = 3
+# they are and split into value and overflow on the client (pg_datetime). Same Parquet in 1-3.
+# 4: as 3, without the stored generated columns (`dumped_columns`).
+FORMAT_VERSION = 4
 
 
 def safe_file_stem(ref: TableRef) -> str:
@@ -64,9 +65,17 @@ class TableDump:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
+def dumped_columns(columns: list[Column], format_version: int = FORMAT_VERSION) -> list[Column]:
+    """The columns a dump of `format_version` holds. From format 4 on, stored generated columns are
+    left out, as `pg_dump` and `COPY table` leave them out: a restore cannot load them, the server
+    computes them from the other columns (the sidecar keeps the expression), and printing them (a
+    tsvector of every text body) cost the backup and the restore's read-back more than any other type."""
+    return [c for c in columns if format_version < 4 or not c.generated]
+
+
 def arrow_schema(description: TableDescription) -> pa.Schema:
     fields = []
-    for column in description.columns:
+    for column in dumped_columns(description.columns):
         codec = codec_for(column)
         meta = {"pg_type": column.pg_type, "codec": codec.kind}
         fields.append(pa.field(column.name, codec.arrow_type, nullable=True, metadata=meta))
@@ -145,7 +154,7 @@ def dump_table(snapshot: Snapshot | CopySession, conn: psycopg.Connection, ref: 
 def copy_select_sql(columns: list[Column], ref: TableRef, format_version: int = FORMAT_VERSION) -> str:
     """The COPY a dump of `format_version` reads a table with (a restore reads it back the same way,
     to compare digests)."""
-    exprs, _ = select_expressions(columns, format_version)
+    exprs, _ = select_expressions(dumped_columns(columns, format_version), format_version)
     if format_version < 2:
         return f"COPY (SELECT {', '.join(exprs)} FROM ONLY {ref.sql}) TO STDOUT (FORMAT csv)"
     return f"COPY (SELECT {', '.join([MARKER_SQL, *exprs])} FROM ONLY {ref.sql}) TO STDOUT (FORMAT binary)"
@@ -156,7 +165,7 @@ def _write_parquet(
     path: Path, sync: BackgroundSync | None = None,
 ) -> tuple[int, int, str, str | None]:
     """(rows, Parquet size, Parquet SHA-256, SHA-256 of the COPY stream read)."""
-    exprs, _ = select_expressions(description.columns)
+    exprs, _ = select_expressions(dumped_columns(description.columns))
     rows = 0
     copied = None
     with open_private(path) as raw:
@@ -178,6 +187,7 @@ def _write_parquet(
 
 def binary_batches(stream, columns: list[Column], schema: pa.Schema):
     """Record batches (in `schema`) from the bytes of `copy_select_sql(columns, ...)` (binary)."""
+    columns = dumped_columns(columns)
     _, fields = select_expressions(columns, FORMAT_VERSION)
     for arrays in read_chunks(stream, [t for _, t in fields]):
         yield pa.RecordBatch.from_arrays(convert_batch(columns, arrays), schema=schema)

@@ -125,7 +125,8 @@ def test_long_values_are_restored_with_lz4_unless_their_column_says_otherwise(db
 
 def _bulk_table(db, schema: str) -> None:
     db.execute(f"""
-        CREATE TABLE {schema}.items (id int PRIMARY KEY, name text, tags text[], at timestamptz, price numeric);
+        CREATE TABLE {schema}.items (id int PRIMARY KEY, name text, tags text[], at timestamptz, price numeric,
+                                     label text GENERATED ALWAYS AS (upper(name)) STORED);
         INSERT INTO {schema}.items SELECT g, 'item ' || g, ARRAY['a', NULL, 'b"' || g],
                '2026-01-01'::timestamptz + g * interval '1 minute', g / 7.0
         FROM generate_series(1, 3000) g;
@@ -183,7 +184,7 @@ EARLIER_FORMATS = {
         " CASE WHEN \"at\" BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz"
         " THEN \"at\" END,"
         " CASE WHEN NOT (\"at\" BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz)"
-        " THEN \"at\"::text END, \"price\" FROM ONLY {table}) TO STDOUT (FORMAT csv)"
+        " THEN \"at\"::text END, \"price\", \"label\" FROM ONLY {table}) TO STDOUT (FORMAT csv)"
     ),
     2: (  # binary, a marker first, the server splitting timestamps into value and overflow text
         "COPY (SELECT 5999440460902781527::int8, \"id\", \"name\", \"tags\"::text,"
@@ -191,7 +192,12 @@ EARLIER_FORMATS = {
         " CASE WHEN \"at\" BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz"
         " THEN \"at\" END,"
         " CASE WHEN NOT (\"at\" BETWEEN '0001-01-01 00:00:00+00'::timestamptz AND '9999-12-31 23:59:59.999999+00'::timestamptz)"
-        " THEN \"at\"::text END, \"price\"::text FROM ONLY {table}) TO STDOUT (FORMAT binary)"
+        " THEN \"at\"::text END, \"price\"::text, \"label\" FROM ONLY {table}) TO STDOUT (FORMAT binary)"
+    ),
+    3: (  # binary, dates and times as they are (split on the client), generated columns too
+        "COPY (SELECT 5999440460902781527::int8, \"id\", \"name\", \"tags\"::text,"
+        " CASE WHEN array_ndims(\"tags\") > 1 OR array_lower(\"tags\", 1) <> 1 THEN \"tags\"::text END,"
+        " \"at\", \"price\"::text, \"label\" FROM ONLY {table}) TO STDOUT (FORMAT binary)"
     ),
 }
 
@@ -209,7 +215,7 @@ def test_a_backup_of_an_earlier_format_still_validates_by_its_own_digest(db, pro
     db.execute(f"UPDATE {schema}.items SET name = 'changed' WHERE id = 7")
     restore = plan(project_db_url, tmp_path, manifest)
     sidecar = restore.tables[0].sidecar
-    assert sidecar["format_version"] == 3 and sidecar["copy_sha256"] != old_digest
+    assert sidecar["format_version"] == 4 and sidecar["copy_sha256"] != old_digest
     sidecar.update(format_version=version, copy_sha256=old_digest)
 
     result = apply_database_restore(project_db_url, restore, tmp_path, log=lambda _: None)

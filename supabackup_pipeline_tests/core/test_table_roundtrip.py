@@ -149,6 +149,25 @@ def test_every_type_round_trips_exactly(project_db_url, db, tmp_path, copy_forma
     assert any(k["type"] == "p" for k in sidecar["constraints"])
 
 
+def test_a_stored_generated_column_is_not_dumped_and_the_load_computes_it(project_db_url, db, tmp_path):
+    """As `pg_dump` and `COPY table` do: the Parquet holds the columns a restore loads, the sidecar
+    keeps the generated column and its expression, and the loading server computes its values."""
+    db.execute("""
+        CREATE TABLE public.posts (id int PRIMARY KEY, title text, body text,
+            search tsvector GENERATED ALWAYS AS (to_tsvector('english', title || ' ' || body)) STORED);
+        INSERT INTO public.posts (id, title, body)
+        SELECT g, 'Post ' || g, repeat('running words ', g % 7) FROM generate_series(1, 500) g;
+    """)
+    original = rows_as_text(db, "posts")
+
+    sidecar, table = dump_and_reload(project_db_url, db, tmp_path, "posts")
+
+    assert table.column_names == ["id", "title", "body"]
+    search = sidecar["columns"][3]
+    assert search["name"] == "search" and search["generated"] == "stored" and "to_tsvector" in search["default"]
+    assert rows_as_text(db, "posts_copy") == original
+
+
 def test_native_columns_use_lossless_arrow_types_with_the_same_values(project_db_url, db, tmp_path, copy_format):
     db.execute("""
         CREATE TABLE public.native (i2 smallint, i4 int, i8 bigint, f4 real, f8 float8, bl bool, tx text,
