@@ -74,10 +74,21 @@ def fingerprint_batches(batches: Iterable[pa.RecordBatch], columns: list[str]) -
     return fp.rows, fp.hexdigest()
 
 
+def _rows_only(rows: int) -> tuple[int, str]:
+    """The fingerprint of a dump without columns (a table of none, or only of generated ones): its
+    row count, which such a table's batches cannot give (a batch without columns has no rows)."""
+    fp = _Fingerprint([])
+    fp.rows = rows
+    return rows, fp.hexdigest()
+
+
 def backup_fingerprint(parquet_path: Path, sidecar: dict) -> tuple[int, str]:
     """(rows, fingerprint) of a table dump."""
+    names = column_names(sidecar)
+    if not names:  # its Parquet file has no rows either: the dump counted them into the sidecar
+        return _rows_only(sidecar["row_count"])
     parquet = pq.ParquetFile(parquet_path, pre_buffer=False)
-    return fingerprint_batches(parquet.iter_batches(batch_size=64 * 1024), column_names(sidecar))
+    return fingerprint_batches(parquet.iter_batches(batch_size=64 * 1024), names)
 
 
 class _CopyReader(io.RawIOBase):
@@ -121,6 +132,8 @@ def live_fingerprint(conn: psycopg.Connection, description: TableDescription, si
     by_name = {c.name: c for c in description.columns}
     wanted = [by_name[c["name"]] for c in sidecar["columns"] if c["name"] in by_name]
     names = column_names(sidecar)
+    if not names:
+        return _rows_only(conn.execute(f"SELECT count(*) FROM ONLY {description.ref.sql}").fetchone()[0])
     return fingerprint_batches(live_batches(conn, description, wanted), names)
 
 

@@ -15,6 +15,7 @@ from supabackup_pipeline.core.database_backup import as_manifest, backup_databas
 from supabackup_pipeline.core.db_restore import apply_database_restore, plan_database_restore
 from supabackup_pipeline.core.errors import RestoreRefused, SupabackupError
 from supabackup_pipeline.core.snapshot import connect
+from supabackup_pipeline.core.verify import check_table_dump
 
 
 @pytest.fixture
@@ -99,6 +100,27 @@ def test_a_changed_generated_column_is_recreated_as_backed_up(db, project_db_url
     assert rows(db, f"{schema}.prices") == at_backup
     db.execute(f"INSERT INTO {schema}.prices (id, net) VALUES (100, 10)")
     assert db.execute(f"SELECT gross FROM {schema}.prices WHERE id = 100").fetchone()[0] == 12
+
+
+@pytest.mark.parametrize("columns, values", [("", ()), ("one int GENERATED ALWAYS AS (1) STORED", (1,))],
+                         ids=["no-columns", "generated-columns-only"])
+def test_a_table_whose_dump_holds_no_column_gets_its_rows_back(db, project_db_url, schema, tmp_path, columns, values):
+    """A table of no columns, or only of generated ones (which are not dumped), is dumped as its row
+    count: the restore inserts that many rows, the server computes every value, and the
+    post-validation compares the counts."""
+    db.execute(f"""
+        CREATE TABLE {schema}.ticks ({columns});
+        INSERT INTO {schema}.ticks SELECT FROM generate_series(1, 5);
+    """)
+    manifest = back_up(project_db_url, schema, tmp_path)
+    assert check_table_dump(tmp_path, f"database/{schema}.ticks.parquet", f"database/{schema}.ticks.json") == []
+    db.execute(f"DELETE FROM {schema}.ticks")
+
+    result = apply_database_restore(project_db_url, plan(project_db_url, tmp_path, manifest), tmp_path,
+                                    log=lambda _: None)
+
+    assert db.execute(f"SELECT * FROM {schema}.ticks").fetchall() == [values] * 5
+    assert result["tables"][0]["validated_by"] == "fingerprint"
 
 
 def test_long_values_are_restored_with_lz4_unless_their_column_says_otherwise(db, project_db_url, schema, tmp_path):
