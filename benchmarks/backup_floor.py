@@ -45,7 +45,9 @@ from supabackup_pipeline.core.database_backup import DEFAULT_WORKERS, backup_dat
 from supabackup_pipeline.core.files import HashingReader  # noqa: E402
 from supabackup_pipeline.core.pg_types import select_expressions  # noqa: E402
 from supabackup_pipeline.core.snapshot import Snapshot, open_snapshot  # noqa: E402
-from supabackup_pipeline.core.table_dump import arrow_schema, binary_batches, copy_select_sql, dumped_columns  # noqa: E402
+from supabackup_pipeline.core.table_dump import (  # noqa: E402
+    FORMAT_VERSION, arrow_schema, binary_batches, copy_select_sql, dumped_columns,
+)
 
 
 def machine_busy() -> float:
@@ -72,9 +74,9 @@ def in_workers(db_url: str, tables: list[TableRef], workers: int, read_table) ->
     that each hold a connection (and whatever `read_table` opens) in one exported snapshot."""
     with open_snapshot(db_url) as snap:
         sizes = dict(snap.coordinator.execute(
-            "SELECT format('%I.%I', n.nspname, c.relname), pg_total_relation_size(c.oid) FROM pg_class c"
+            "SELECT n.nspname || '.' || c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'").fetchall())
-        pending = sorted(tables, key=lambda ref: -sizes.get(ref.sql, 0))
+        pending = sorted(tables, key=lambda ref: -sizes.get(ref.qualified, 0))  # as the backup orders them
         failures: list[BaseException] = []
 
         def work() -> None:
@@ -119,7 +121,7 @@ def read_adbc(snap: Snapshot, state: dict, ref: TableRef) -> None:
     columns = dumped_columns(describe_table(state["conn"], ref).columns)
     if not columns:
         return
-    exprs, _ = select_expressions(columns, 4)
+    exprs, _ = select_expressions(columns, FORMAT_VERSION)
     state["cursor"].execute(f"SELECT {', '.join(exprs)} FROM ONLY {ref.sql}")
     for _ in state["cursor"].fetch_record_batch():
         pass
