@@ -11,6 +11,10 @@ project and in one run, best of --repeat, how the backup's CPU splits:
                   convert_batch) as a backup does, then dropped: no Parquet, no files
   read (ADBC)     the same selects decoded by ADBC's compiled binary COPY reader into Arrow
                   (`pip install adbc-driver-postgresql`; left out when it is not installed)
+  read (ADBC, as stored)
+                  the columns themselves, no expression (as a backup would read them if it
+                  turned numeric, interval, inet, arrays ... into their exact text on the client
+                  rather than on the server), by ADBC: the least a read of these tables costs
   backup          core/database_backup.backup_database, database + users
 
 and for each the seconds, the CPU seconds of this process (psql children included) and of the
@@ -25,6 +29,7 @@ backup's time if every core were busy all along.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import shutil
@@ -38,12 +43,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from database_benchmark import raw_copy  # noqa: E402
 from realistic_benchmark import data_tables  # noqa: E402
-from realistic_project import add_size_options, scale_of, throwaway_project  # noqa: E402
+from realistic_project import add_project_options, on_project  # noqa: E402
 
 from supabackup_pipeline.core.catalog import TableRef, describe_table  # noqa: E402
 from supabackup_pipeline.core.database_backup import DEFAULT_WORKERS, backup_database  # noqa: E402
 from supabackup_pipeline.core.files import HashingReader  # noqa: E402
-from supabackup_pipeline.core.pg_types import select_expressions  # noqa: E402
+from supabackup_pipeline.core.pg_types import quote_ident, select_expressions  # noqa: E402
 from supabackup_pipeline.core.snapshot import Snapshot, open_snapshot  # noqa: E402
 from supabackup_pipeline.core.table_dump import (  # noqa: E402
     FORMAT_VERSION, arrow_schema, binary_batches, copy_select_sql, dumped_columns,
@@ -109,8 +114,9 @@ def read_ours(snap: Snapshot, state: dict, ref: TableRef) -> None:
             pass
 
 
-def read_adbc(snap: Snapshot, state: dict, ref: TableRef) -> None:
-    """The same select list (without the row marker, which ADBC does not need) read by ADBC."""
+def read_adbc(snap: Snapshot, state: dict, ref: TableRef, as_stored: bool = False) -> None:
+    """The same select list (without the row marker, which ADBC does not need) read by ADBC; or,
+    `as_stored`, the columns themselves."""
     import adbc_driver_postgresql.dbapi as adbc
 
     if "cursor" not in state:
@@ -121,7 +127,7 @@ def read_adbc(snap: Snapshot, state: dict, ref: TableRef) -> None:
     columns = dumped_columns(describe_table(state["conn"], ref).columns)
     if not columns:
         return
-    exprs, _ = select_expressions(columns, FORMAT_VERSION)
+    exprs = [quote_ident(c.name) for c in columns] if as_stored else select_expressions(columns, FORMAT_VERSION)[0]
     state["cursor"].execute(f"SELECT {', '.join(exprs)} FROM ONLY {ref.sql}")
     for _ in state["cursor"].fetch_record_batch():
         pass
@@ -141,6 +147,8 @@ def measure(db_url: str, workers: int, repeat: int) -> dict[str, tuple[float, fl
     }
     if has_adbc():
         steps[f"read (ADBC), {workers} workers"] = lambda: in_workers(db_url, refs, workers, read_adbc)
+        as_stored = functools.partial(read_adbc, as_stored=True)
+        steps[f"read (ADBC, as stored), {workers} workers"] = lambda: in_workers(db_url, refs, workers, as_stored)
     out = Path(tempfile.mkdtemp(prefix="supabackup-floor-"))
 
     def backup() -> None:
@@ -163,9 +171,9 @@ def measure(db_url: str, workers: int, repeat: int) -> dict[str, tuple[float, fl
 def report(best: dict[str, tuple[float, float, float]], workers: int) -> None:
     cores = len(os.sched_getaffinity(0))
     raw = best["raw COPY, 1 connection"][0]
-    print(f"\n{'step':30} {'seconds':>8} {'× raw':>6} {'CPU: this process':>18} {'rest (server)':>14} {'all / cores':>12}")
+    print(f"\n{'step':40} {'seconds':>8} {'× raw':>6} {'CPU: this process':>18} {'rest (server)':>14} {'all / cores':>12}")
     for name, (seconds, own, rest) in best.items():
-        print(f"{name:30} {seconds:8.2f} {seconds / raw:6.2f} {own:18.2f} {rest:14.2f} {(own + rest) / cores:12.2f}")
+        print(f"{name:40} {seconds:8.2f} {seconds / raw:6.2f} {own:18.2f} {rest:14.2f} {(own + rest) / cores:12.2f}")
     backup = best[f"backup, {workers} workers"]
     ours = best[f"read (ours), {workers} workers"]
     after_read = backup[1] - ours[1]
@@ -179,18 +187,13 @@ def report(best: dict[str, tuple[float, float, float]], workers: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_size_options(parser)
-    parser.add_argument("--db-url", help="an already built realistic project (realistic_project.py) instead of a new one")
+    add_project_options(parser)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the fastest of each step counts")
     args = parser.parse_args()
     if not has_adbc():
         print("adbc-driver-postgresql is not installed: the ADBC read is left out")
-    if args.db_url:
-        report(measure(args.db_url, args.workers, args.repeat), args.workers)
-        return
-    with throwaway_project(scale_of(args)) as info:
-        report(measure(info.db_url, args.workers, args.repeat), args.workers)
+    on_project(args, lambda url: report(measure(url, args.workers, args.repeat), args.workers))
 
 
 if __name__ == "__main__":

@@ -394,6 +394,21 @@ def add_size_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=float, default=None, help="app-table scale instead of --size (1: ≈ 0.5 GB in all, +≈ 320 MB per unit)")
 
 
+def add_project_options(parser: argparse.ArgumentParser) -> None:
+    """--size / --scale, or --db-url for a project built before (realistic_project.py)."""
+    add_size_options(parser)
+    parser.add_argument("--db-url", help="an already built realistic project (realistic_project.py) instead of a new one")
+
+
+def on_project(args: argparse.Namespace, run: Callable[[str], None]) -> None:
+    """`run(db_url)` on --db-url's project, or on a throwaway one built at --size / --scale."""
+    if args.db_url:
+        run(args.db_url)
+        return
+    with throwaway_project(scale_of(args)) as info:
+        run(info.db_url)
+
+
 @contextlib.contextmanager
 def throwaway_project(scale: float, log: Callable[[str], None] = print) -> Iterator[StackInfo]:
     """A throwaway Supabase-like cluster with the project built at `scale`, destroyed on exit."""
