@@ -40,7 +40,7 @@ from supabackup_pipeline.core import table_dump  # noqa: E402
 from supabackup_pipeline.core.copy_read import _PG_EPOCH_DAYS, _PG_EPOCH_US  # noqa: E402
 from supabackup_pipeline.core.database_backup import DEFAULT_WORKERS, backup_database  # noqa: E402
 from supabackup_pipeline.core.files import HashingWriter, open_private  # noqa: E402
-from supabackup_pipeline.core.pg_types import SESSION_SETTINGS, convert_batch, select_expressions  # noqa: E402
+from supabackup_pipeline.core.pg_types import SESSION_SETTINGS, convert_batch, select_expressions, unpack_bits  # noqa: E402
 
 
 def as_sent(arr: pa.Array) -> pa.Array:
@@ -58,52 +58,48 @@ def as_sent(arr: pa.Array) -> pa.Array:
     return pa.Array.from_buffers(pa.from_numpy_dtype(width), len(arr), [arr.buffers()[0], pa.py_buffer(raw)])
 
 
-def _validity(arr: pa.Array) -> np.ndarray:
-    if arr.null_count == 0:
-        return np.ones(len(arr), np.uint8)
-    bits = np.unpackbits(np.frombuffer(arr.buffers()[0], np.uint8), bitorder="little")
-    return bits[arr.offset:arr.offset + len(arr)]
+def feed(hashers: dict[str, "hashlib._Hash"], key: str, arr: pa.Array) -> None:
+    """One column's values into `hashers`, a hash per part so that how the column is cut into
+    batches does not matter: `key.valid` a byte per row; `key.lengths` the lengths of variable
+    values (0 for NULL) and `key.data` their bytes, or `key.values` fixed-width values with NULL
+    slots zeroed; list elements under `key.item` the same way."""
+    def part(name: str):
+        return hashers.setdefault(f"{key}.{name}", hashlib.sha256())
 
-
-def feed(hasher, arr: pa.Array) -> None:
-    """One column's values into `hasher`, in a form that does not depend on how the column is cut
-    into batches: a validity byte per row, then the lengths of variable values (0 for NULL) and
-    their bytes, or fixed-width values with NULL slots zeroed; list elements the same way."""
     arr = arr.storage if isinstance(arr, pa.ExtensionArray) else arr
-    valid = _validity(arr)
-    hasher.update(valid.tobytes())
     n, kind = len(arr), arr.type
+    valid = unpack_bits(arr.buffers()[0], arr.offset, n, True).view(np.uint8)
+    part("valid").update(valid.tobytes())
     if pa.types.is_string(kind) or pa.types.is_binary(kind) or pa.types.is_list(kind):
         offsets = np.frombuffer(arr.buffers()[1], np.int32, count=n + 1, offset=4 * arr.offset)
         lengths = np.diff(offsets)
         if (lengths[valid == 0] != 0).any():
             raise ValueError("a NULL value with a length")
-        hasher.update(lengths.astype(np.int32).tobytes())
+        part("lengths").update(lengths.astype(np.int32).tobytes())
         if pa.types.is_list(kind):
-            feed(hasher, arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0])))
+            feed(hashers, f"{key}.item", arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0])))
         elif arr.buffers()[2] is not None:
-            hasher.update(memoryview(arr.buffers()[2])[int(offsets[0]):int(offsets[-1])])
+            part("data").update(memoryview(arr.buffers()[2])[int(offsets[0]):int(offsets[-1])])
     elif pa.types.is_boolean(kind):
-        bits = np.unpackbits(np.frombuffer(arr.buffers()[1], np.uint8), bitorder="little")[arr.offset:arr.offset + n]
-        hasher.update((bits & valid).tobytes())
+        part("values").update((unpack_bits(arr.buffers()[1], arr.offset, n, False).view(np.uint8) & valid).tobytes())
     else:
         width = kind.byte_width
         values = np.frombuffer(arr.buffers()[1], np.uint8, count=n * width, offset=arr.offset * width).reshape(n, width)
-        hasher.update((values * valid[:, None] if arr.null_count else values).tobytes())
+        part("values").update((values * valid[:, None] if arr.null_count else values).tobytes())
 
 
 class ValuesDigest:
-    """SHA-256 over the per-column SHA-256s of every batch `update` saw."""
+    """SHA-256 over the SHA-256 of every part of every column of the batches `update` saw."""
 
-    def __init__(self, columns: int) -> None:
-        self.hashers = [hashlib.sha256() for _ in range(columns)]
+    def __init__(self) -> None:
+        self.hashers: dict[str, hashlib._Hash] = {}
 
     def update(self, batch: pa.RecordBatch) -> None:
-        for hasher, column in zip(self.hashers, batch.columns):
-            feed(hasher, column)
+        for i, column in enumerate(batch.columns):
+            feed(self.hashers, str(i), column)
 
     def hexdigest(self) -> str:
-        return hashlib.sha256(b"".join(h.digest() for h in self.hashers)).hexdigest()
+        return hashlib.sha256(b"".join(k.encode() + h.digest() for k, h in sorted(self.hashers.items()))).hexdigest()
 
 
 class AdbcReader:
@@ -140,7 +136,7 @@ def write_parquet_through_adbc(reader: AdbcReader, conn, description, schema, pa
     of the COPY stream's."""
     columns = table_dump.dumped_columns(description.columns)
     exprs, _ = select_expressions(columns, table_dump.FORMAT_VERSION)
-    rows, digest = 0, ValuesDigest(len(schema))
+    rows, digest = 0, ValuesDigest()
     with open_private(path) as raw:
         sink = HashingWriter(raw, sync, path)
         writer = table_dump.parquet_writer(sink, schema)

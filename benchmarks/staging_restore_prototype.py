@@ -79,8 +79,11 @@ def load_staged(db_url: str, pending: list[tuple[dict, Path]], indexes: dict[str
     """One worker: take the next app table, load, index and read it back in staging, commit."""
     with connect(db_url) as conn:
         conn.autocommit = False
-        while pending:
-            sidecar, parquet = pending.pop(0)
+        while True:
+            try:
+                sidecar, parquet = pending.pop(0)
+            except IndexError:  # the other worker took the last one
+                return
             staged = TableRef(STAGING, sidecar["table"])
             conn.execute(f"TRUNCATE {staged.sql}")  # a new file in this transaction: filled in order
             load_table(conn, parquet, sidecar, staged)
@@ -130,6 +133,8 @@ def staged_restore(db_url: str, root: Path) -> dict[str, float]:
             thread.start()
         for thread in threads:
             thread.join()
+        if failed:
+            raise SystemExit(f"the prototype failed or read back other rows than the backup's: {failed}")
         loaded = time.perf_counter()
         for sidecar in sidecars:
             tx.execute(f"ALTER TABLE {TableRef(STAGING, sidecar['table']).sql} SET SCHEMA public")
@@ -141,8 +146,6 @@ def staged_restore(db_url: str, root: Path) -> dict[str, float]:
         tx.close()
         with connect(db_url) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {STAGING} CASCADE")
-    if failed:
-        raise SystemExit(f"the prototype failed or read back other rows than the backup's: {failed}")
     return {"setup": setup - started, "parallel load, indexes, read-back": loaded - setup,
             "swap, foreign keys": swapped - loaded, "total": swapped - started}
 
